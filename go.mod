@@ -1,0 +1,3 @@
+module github.com/hangwatch/hangwatch
+
+go 1.26.0
