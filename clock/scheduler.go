@@ -1,0 +1,125 @@
+package clock
+
+import (
+	"math"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Scheduler is a Wheel driven by one clock timer: the deadlines of an engine shard
+// behind a single timer, owned by the shard's goroutine. It embeds the Wheel, so Set,
+// Cancel, Deadline, Len, Next, Now and Advance are the Wheel's. Like the Wheel it is not
+// safe for concurrent use and starts no goroutine.
+//
+// The shard loop applies a batch of changes, then calls Rearm:
+//
+//	for {
+//		select {
+//		case ev := <-in:
+//			s.Advance(ev.Received, fire)
+//			apply(ev) // Set and Cancel
+//		case <-s.C():
+//			s.Wake(fire)
+//		case <-ctx.Done():
+//			s.Stop()
+//			return
+//		}
+//		s.Rearm()
+//	}
+//
+// A receive from C may be spurious (a cascade point, or with the fake clock a value left
+// over from before a Reset): Advance then fires nothing and Rearm keeps the timer.
+type Scheduler struct {
+	Wheel
+
+	clock Clock
+	timer clockwork.Timer // created by the first Rearm that has a deadline to wait for
+	at    int64           // the wheel time the timer was last set for
+	armed bool            // the timer runs for at and its wake has not been handled
+}
+
+// NewScheduler returns a Scheduler with no deadline, whose wheel starts at c's now.
+func NewScheduler(c Clock) *Scheduler { return NewSchedulerSize(c, 0) }
+
+// NewSchedulerSize is NewScheduler with room for ids below n (see NewWheelSize).
+func NewSchedulerSize(c Clock, n int) *Scheduler {
+	s := &Scheduler{clock: c}
+	s.init(c.Now().UnixNano(), n)
+	return s
+}
+
+// C returns the channel of the timer; a receive means "call Wake", or equally
+// Advance(clock now). It is nil, which blocks forever in a select, until the first
+// Rearm with a deadline, so call C anew in each select rather than keeping it. The
+// timer is created lazily so that a Scheduler with nothing armed holds no waiter on a
+// fake clock, which would confuse BlockUntilContext in tests.
+func (s *Scheduler) C() <-chan time.Time {
+	if s.timer == nil {
+		return nil
+	}
+	return s.timer.Chan()
+}
+
+// Wake handles a receive from C: it advances the wheel to the clock's now, firing what
+// is due, and notes that the timer has fired, so that the next Rearm sets it again even
+// if Next has not changed. Advance(clock now) does the same except for that note, which
+// only matters when the wall clock steps back: a timer (which runs on the monotonic
+// clock) then fires before its deadline in wall-clock terms, and without the note
+// Rearm would see an unchanged Next and leave the timer spent.
+func (s *Scheduler) Wake(fire func(id uint32, at int64)) {
+	s.armed = false
+	s.Advance(s.clock.Now().UnixNano(), fire)
+}
+
+// Rearm sets the timer to Next after a batch of Set, Cancel and Advance calls, or stops
+// it when nothing is armed. When Next has not changed and still lies ahead of the wheel
+// it makes no timer call and reads no clock.
+func (s *Scheduler) Rearm() {
+	next, ok := s.Next()
+	if !ok {
+		if s.armed {
+			s.timer.Stop()
+			s.armed = false
+		}
+		return
+	}
+	// A target at or before the wheel's time has fired or is about to, so the timer is
+	// spent even if Next still names it (a deadline set in the past equal to it).
+	if s.armed && next == s.at && next > s.Now() {
+		return
+	}
+	d := time.Duration(subSat(next, s.clock.Now().UnixNano()))
+	if s.timer == nil {
+		s.timer = s.clock.NewTimer(d)
+	} else {
+		// The fake timer keeps a value sent before Reset; drop it to spare a spurious
+		// wake. Nothing is lost: the timer is set to the earliest thing to do.
+		select {
+		case <-s.timer.Chan():
+		default:
+		}
+		s.timer.Reset(d)
+	}
+	s.at, s.armed = next, true
+}
+
+// Stop stops the timer. A later Rearm starts it again.
+func (s *Scheduler) Stop() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.armed = false
+}
+
+// subSat returns a-b, saturated instead of wrapping round.
+func subSat(a, b int64) int64 {
+	d := a - b
+	if (a >= 0) != (b >= 0) && (d >= 0) != (a >= 0) {
+		if a >= 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return d
+}
