@@ -1,0 +1,155 @@
+// Package engine owns the live calls. It shards them by call id over worker goroutines;
+// each worker owns its calls and one deadline scheduler, so the hot path takes no lock.
+// It feeds events from a Source to each call's detector, fires deadlines on an injectable
+// clock, and hands every hang and hang-resolved to a Sink.
+package engine
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/hangwatch/hangwatch/clock"
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+// Source delivers decoded events to the engine.
+type Source interface {
+	// Run calls deliver for every event until ctx is cancelled, then stops delivering,
+	// hands over what it has in flight, and returns. deliver blocks while the engine is
+	// behind; it must not be called after Run returns.
+	Run(ctx context.Context, deliver func(*detector.Event)) error
+}
+
+// Sink publishes the outputs of detection.
+type Sink interface {
+	// Publish publishes a hang or hang-resolved of the call. It is called from every
+	// shard, concurrently, and should not block for long: the shard waits for it.
+	Publish(callID string, out *detector.Output) error
+}
+
+// ErrStarted is returned by Run when the engine runs already, or has run.
+var ErrStarted = errors.New("engine: already started")
+
+// Engine is the hang detection engine. Create it with New and start it with Run.
+type Engine struct {
+	cfg      detector.Config
+	clock    clock.Clock
+	log      *zap.Logger
+	limited  *zap.Logger // at most one line per message and second: for what a publisher can flood
+	src      Source
+	sink     Sink
+	shards   []*shard
+	seed     maphash.Seed
+	maxCalls int64
+	queue    int
+	calls    atomic.Int64 // calls held by all shards, ended ones included
+	started  atomic.Bool
+}
+
+// New returns an engine that reads src and publishes to sink. The configuration is
+// validated here.
+func New(src Source, sink Sink, opts ...Option) (*Engine, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:      o.cfg,
+		clock:    o.clock,
+		log:      o.log,
+		limited:  o.log.WithOptions(zap.WrapCore(rateLimited)),
+		src:      src,
+		sink:     sink,
+		seed:     maphash.MakeSeed(),
+		maxCalls: o.maxCalls,
+		queue:    o.queue,
+	}
+	e.shards = make([]*shard, o.shards)
+	for i := range e.shards {
+		e.shards[i] = newShard(e)
+	}
+	return e, nil
+}
+
+// rateLimited lets through the first entry of each message per second and drops the
+// rest, so that a flood of bad input or refused calls cannot flood the logs; metrics
+// count every one.
+func rateLimited(c zapcore.Core) zapcore.Core {
+	return zapcore.NewSamplerWithOptions(c, rateLimitTick, 1, 0)
+}
+
+// Run runs the engine until ctx is cancelled and the source has returned: it then
+// applies every event the source handed over, publishes every hang that is due, and
+// returns once every goroutine it started has exited. It returns the source's error.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	var wg sync.WaitGroup
+	for _, s := range e.shards {
+		wg.Go(s.run)
+	}
+	err := e.src.Run(ctx, e.deliver)
+	for _, s := range e.shards {
+		close(s.stop)
+	}
+	wg.Wait()
+	return err
+}
+
+// deliver hands an event to the shard that owns its call.
+func (e *Engine) deliver(ev *detector.Event) {
+	e.shardOf(ev.CallID).in <- item{ev: ev}
+}
+
+func (e *Engine) shardOf(callID string) *shard {
+	if len(e.shards) == 1 {
+		return e.shards[0]
+	}
+	return e.shards[maphash.String(e.seed, callID)%uint64(len(e.shards))]
+}
+
+// Sync returns once every shard has applied the events delivered before the call and
+// fired every deadline that is due by the clock's current time. Tests use it to step
+// the engine deterministically.
+func (e *Engine) Sync(ctx context.Context) error {
+	for _, s := range e.shards {
+		done := make(chan struct{})
+		select {
+		case s.in <- item{synced: done}:
+		case <-s.exited:
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case <-done:
+		case <-s.exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// admit counts a new call in, unless max-calls is reached.
+func (e *Engine) admit() bool {
+	if e.calls.Add(1) > e.maxCalls {
+		e.calls.Add(-1)
+		return false
+	}
+	return true
+}
+
+// cloneID copies a call id that may alias an event's payload before a call keeps it.
+func cloneID(id string) string { return strings.Clone(id) }
