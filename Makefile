@@ -1,0 +1,33 @@
+# hangwatch: `make demo` to watch it work, `make test` to check it.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X main.version=$(VERSION)
+
+.PHONY: build test bench benchstat lint
+
+## build: the hangwatch binary, in bin/
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/hangwatch ./cmd/hangwatch
+
+## test: vet, then every test under the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race ./...
+
+## bench: the testing.B benchmarks, 10 runs each, into bench/out/bench.txt for benchstat
+bench:
+	mkdir -p bench/out
+	$(GO) test -run '^$$' -bench . -benchmem -count=10 ./... | tee bench/out/bench.txt
+
+## benchstat: compare bench/out/old.txt with bench/out/bench.txt
+benchstat:
+	$(GO) run $(BENCHSTAT) bench/out/old.txt bench/out/bench.txt
+
+## lint: gofmt, vet and staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
