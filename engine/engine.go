@@ -13,10 +13,10 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/logs"
 )
 
 // Source delivers decoded events to the engine.
@@ -67,7 +67,7 @@ func New(src Source, sink Sink, opts ...Option) (*Engine, error) {
 		cfg:      o.cfg,
 		clock:    o.clock,
 		log:      o.log,
-		limited:  o.log.WithOptions(zap.WrapCore(rateLimited)),
+		limited:  logs.RateLimited(o.log),
 		src:      src,
 		sink:     sink,
 		seed:     maphash.MakeSeed(),
@@ -79,13 +79,6 @@ func New(src Source, sink Sink, opts ...Option) (*Engine, error) {
 		e.shards[i] = newShard(e)
 	}
 	return e, nil
-}
-
-// rateLimited lets through the first entry of each message per second and drops the
-// rest, so that a flood of bad input or refused calls cannot flood the logs; metrics
-// count every one.
-func rateLimited(c zapcore.Core) zapcore.Core {
-	return zapcore.NewSamplerWithOptions(c, rateLimitTick, 1, 0)
 }
 
 // Run runs the engine until ctx is cancelled and the source has returned: it then

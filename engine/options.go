@@ -2,16 +2,12 @@ package engine
 
 import (
 	"runtime"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
 )
-
-// rateLimitTick is the period of the rate-limited logs.
-const rateLimitTick = time.Second
 
 // DefaultMaxCalls is the default of --max-calls.
 const DefaultMaxCalls = 1_000_000
