@@ -1,0 +1,193 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+// The default subjects of hang and hang-resolved events (SPEC §3).
+const (
+	DefaultHangSubject     = "voice.hang.{teamId}.{callId}"
+	DefaultResolvedSubject = "voice.hang-resolved.{teamId}.{callId}"
+)
+
+// ErrSubjectTemplate is wrapped by the errors of ParseSubjectTemplate.
+var ErrSubjectTemplate = errors.New("bad subject template")
+
+// placeholder is a value a subject template is filled with.
+type placeholder uint8
+
+const (
+	phNone placeholder = iota
+	phCallID
+	phTeamID
+	phAssistantID
+)
+
+var placeholders = map[string]placeholder{
+	"callId":      phCallID,
+	"teamId":      phTeamID,
+	"assistantId": phAssistantID,
+}
+
+// SubjectTemplate is a NATS subject with placeholders {callId}, {teamId} and
+// {assistantId}. The zero value renders as "".
+type SubjectTemplate struct {
+	raw   string
+	parts []subjectPart
+}
+
+// subjectPart is a literal, or a placeholder when ph is set.
+type subjectPart struct {
+	lit string
+	ph  placeholder
+}
+
+// ParseSubjectTemplate parses a subject template. It refuses unknown placeholders,
+// unbalanced braces, and templates that cannot render as a valid subject: an empty
+// token, white space or control characters, or a wildcard (* or >) outside a
+// placeholder. A placeholder always renders as a non-empty token part.
+func ParseSubjectTemplate(s string) (SubjectTemplate, error) {
+	fail := func(format string, args ...any) (SubjectTemplate, error) {
+		return SubjectTemplate{}, fmt.Errorf("%w %q: %s", ErrSubjectTemplate, s, fmt.Sprintf(format, args...))
+	}
+	if s == "" {
+		return fail("empty")
+	}
+	if !utf8.ValidString(s) {
+		return fail("invalid UTF-8")
+	}
+	t := SubjectTemplate{raw: s}
+	tokenEmpty := true
+	lit := 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '{':
+			end := strings.IndexAny(s[i+1:], "{}")
+			if end < 0 || s[i+1+end] == '{' {
+				return fail("unbalanced { at %d", i)
+			}
+			name := s[i+1 : i+1+end]
+			ph, ok := placeholders[name]
+			if !ok {
+				return fail("unknown placeholder {%s}", name)
+			}
+			if lit < i {
+				t.parts = append(t.parts, subjectPart{lit: s[lit:i]})
+			}
+			t.parts = append(t.parts, subjectPart{ph: ph})
+			i += end + 2
+			lit = i
+			tokenEmpty = false
+			continue
+		case r == '}':
+			return fail("unbalanced } at %d", i)
+		case r == '.':
+			if tokenEmpty {
+				return fail("empty token at %d", i)
+			}
+			tokenEmpty = true
+		case r == '*' || r == '>':
+			return fail("wildcard %c at %d", r, i)
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			return fail("white space or control character at %d", i)
+		default:
+			tokenEmpty = false
+		}
+		i += size
+	}
+	if tokenEmpty {
+		return fail("empty last token")
+	}
+	if lit < len(s) {
+		t.parts = append(t.parts, subjectPart{lit: s[lit:]})
+	}
+	return t, nil
+}
+
+// String returns the template as it was parsed.
+func (t SubjectTemplate) String() string { return t.raw }
+
+// Render fills the template. A value that is empty becomes "_", and every character of
+// a value that a subject token cannot hold (., *, >, white space, control characters,
+// invalid UTF-8) becomes "_".
+func (t SubjectTemplate) Render(callID, teamID, assistantID string) string {
+	n := 0
+	for _, p := range t.parts {
+		switch p.ph {
+		case phNone:
+			n += len(p.lit)
+		case phCallID:
+			n += max(len(callID), 1)
+		case phTeamID:
+			n += max(len(teamID), 1)
+		case phAssistantID:
+			n += max(len(assistantID), 1)
+		}
+	}
+	b := make([]byte, 0, n)
+	for _, p := range t.parts {
+		switch p.ph {
+		case phNone:
+			b = append(b, p.lit...)
+		case phCallID:
+			b = appendToken(b, callID)
+		case phTeamID:
+			b = appendToken(b, teamID)
+		case phAssistantID:
+			b = appendToken(b, assistantID)
+		}
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is not used after: no copy
+}
+
+// appendToken appends a sanitised value.
+func appendToken(dst []byte, v string) []byte {
+	if v == "" {
+		return append(dst, '_')
+	}
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f {
+				c = '_'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if (r == utf8.RuneError && size == 1) || unicode.IsSpace(r) || unicode.IsControl(r) {
+			dst = append(dst, '_')
+		} else {
+			dst = append(dst, v[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// Subject renders the subject of an output, taking teamId and assistantId from
+// out.Latest and, where it has none, from out.Snapshot.
+func Subject(t SubjectTemplate, callID string, out *detector.Output) string {
+	var teamID, assistantID string
+	if p, ok := out.Latest.(*Payload); ok && p != nil {
+		teamID, assistantID = p.TeamID(), p.AssistantID()
+	}
+	if p, ok := out.Snapshot.(*Payload); ok && p != nil {
+		if teamID == "" {
+			teamID = p.TeamID()
+		}
+		if assistantID == "" {
+			assistantID = p.AssistantID()
+		}
+	}
+	return t.Render(callID, teamID, assistantID)
+}

@@ -1,0 +1,91 @@
+package transport
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+func TestSubjectTemplateRender(t *testing.T) {
+	tests := []struct {
+		give                              string
+		callID, teamID, assistantID, want string
+	}{
+		{give: DefaultHangSubject, callID: "c1", teamID: "t1", want: "voice.hang.t1.c1"},
+		{give: DefaultResolvedSubject, callID: "c1", want: "voice.hang-resolved._.c1"},
+		{give: "hang.{assistantId}.{teamId}.{callId}", callID: "c.1", teamID: "t*1", assistantID: "a>1", want: "hang.a_1.t_1.c_1"},
+		{give: "x.call-{callId}-end", callID: "a b\tc\x00d\u00a0e\u3000f\x7fg\u0085h", want: "x.call-a_b_c_d_e_f_g_h-end"},
+		{give: "x.{callId}", callID: "é\xff€", want: "x.é_€"},
+		{give: "x.{callId}{teamId}", callID: "", teamID: "", want: "x.__"},
+		{give: "$JS.hang.{callId}", callID: "c1", want: "$JS.hang.c1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			tmpl, err := ParseSubjectTemplate(tt.give)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tmpl.Render(tt.callID, tt.teamID, tt.assistantID); got != tt.want {
+				t.Errorf("Render = %q, want %q", got, tt.want)
+			}
+			if tmpl.String() != tt.give {
+				t.Errorf("String = %q", tmpl.String())
+			}
+		})
+	}
+}
+
+func TestParseSubjectTemplateErrors(t *testing.T) {
+	tests := []string{
+		"",
+		"voice.hang.{teamID}",
+		"voice.hang.{callId",
+		"voice.hang.{{callId}}",
+		"voice.hang.callId}",
+		"voice..hang",
+		".voice",
+		"voice.",
+		"voice.*.{callId}",
+		"voice.>",
+		"voice.hang {callId}",
+		"voice.\x01",
+		"voice.\xff",
+		"voice.{}",
+	}
+	for _, give := range tests {
+		t.Run(give, func(t *testing.T) {
+			if _, err := ParseSubjectTemplate(give); !errors.Is(err, ErrSubjectTemplate) {
+				t.Errorf("ParseSubjectTemplate(%q) = %v, want ErrSubjectTemplate", give, err)
+			}
+		})
+	}
+}
+
+func TestSubject(t *testing.T) {
+	snap := decodeFixture(t, "06-conversation-update-user-3.json")
+	var latest detector.Event
+	if err := Decode(&latest, []byte(ev(`{"call":{"id":"c1","assistantId":"a.2"}}`)), DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := ParseSubjectTemplate("hang.{teamId}.{assistantId}.{callId}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		give detector.Output
+		want string
+	}{
+		{name: "latest, falling back to the snapshot", give: detector.Output{Snapshot: snap.Payload, Latest: latest.Payload}, want: "hang.team-7a31c9.a_2.c1"},
+		{name: "snapshot only", give: detector.Output{Snapshot: snap.Payload}, want: "hang.team-7a31c9.asst-42e1b0.c1"},
+		{name: "no payload", give: detector.Output{}, want: "hang._._.c1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Subject(tmpl, "c1", &tt.give); got != tt.want {
+				t.Errorf("Subject = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
