@@ -1,0 +1,250 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/engine"
+)
+
+// signaling wraps a Source and tells the test each time it has handed an event to the
+// engine, so that the test can then Sync the engine.
+type signaling struct {
+	*Source
+	delivered chan struct{}
+}
+
+func (s signaling) Run(ctx context.Context, deliver func(*detector.Event)) error {
+	return s.Source.Run(ctx, func(ev *detector.Event) {
+		deliver(ev)
+		s.delivered <- struct{}{}
+	})
+}
+
+// e2e is the whole pipeline on a real broker: a pipeline client publishes, the source
+// decodes, the engine detects on a fake clock, the sink publishes, a client receives.
+type e2e struct {
+	t      *testing.T
+	clock  *clockwork.FakeClock
+	eng    *engine.Engine
+	src    signaling
+	pub    *nats.Conn
+	hangs  chan *nats.Msg
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newE2E(t *testing.T, cfg detector.Config, start time.Time, opts ...SourceOptions) *e2e {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	h := &e2e{t: t, clock: clockwork.NewFakeClockAt(start), done: make(chan error, 1), pub: plainClient(t, srv)}
+	so := SourceOptions{}
+	if len(opts) > 0 {
+		so = opts[0]
+	}
+	so.Now = h.clock.Now
+	h.src = signaling{NewSource(conn, so), make(chan struct{}, 1)}
+	eng, err := engine.New(h.src, NewSink(conn, SinkOptions{}), engine.WithClock(h.clock), engine.WithConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eng = eng
+	sc := plainClient(t, srv)
+	h.hangs = make(chan *nats.Msg, 16)
+	for _, subject := range []string{"voice.hang.>", "voice.hang-resolved.>"} {
+		if _, err := sc.ChanSubscribe(subject, h.hangs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- eng.Run(ctx) }()
+	t.Cleanup(h.stop)
+	for deadline := time.Now().Add(waitFor); !h.src.Ready(); {
+		if time.Now().After(deadline) {
+			t.Fatal("source not ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return h
+}
+
+func (h *e2e) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		h.cancel = nil
+		if err := <-h.done; err != nil {
+			h.t.Errorf("engine.Run() = %v", err)
+		}
+	}
+}
+
+// publish publishes data and waits until the engine has applied it.
+func (h *e2e) publish(subject string, data []byte) {
+	h.t.Helper()
+	if err := h.pub.Publish(subject, data); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case <-h.src.delivered:
+	case <-time.After(waitFor):
+		h.t.Fatalf("event on %s never reached the engine", subject)
+	}
+	h.sync()
+}
+
+func (h *e2e) sync() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := h.eng.Sync(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// advanceTo moves the fake clock to a Unix millisecond time and fires what is due.
+func (h *e2e) advanceTo(ms int64) {
+	h.t.Helper()
+	if d := time.UnixMilli(ms).Sub(h.clock.Now()); d > 0 {
+		h.clock.Advance(d)
+	}
+	h.sync()
+}
+
+func (h *e2e) nextOutput() *nats.Msg {
+	h.t.Helper()
+	select {
+	case m := <-h.hangs:
+		return m
+	case <-time.After(waitFor):
+		h.t.Fatal("no output")
+	}
+	return nil
+}
+
+func (h *e2e) noOutput() {
+	h.t.Helper()
+	// The sink has published before Sync returned; a round trip through the broker
+	// makes sure that anything published has arrived.
+	if err := h.pub.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case m := <-h.hangs:
+		h.t.Fatalf("unexpected output on %s: %s", m.Subject, m.Data)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// eventTime returns message.timestamp of a fixture, in Unix ms.
+func eventTime(t *testing.T, data []byte) int64 {
+	var v struct {
+		Message struct{ Timestamp int64 } `json:"message"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Message.Timestamp
+}
+
+// splice builds the expected output independently of the encoder: the raw values of the
+// fixtures, as encoding/json's RawMessage keeps them byte for byte, around the new fields.
+func splice(t *testing.T, typ string, at int64, latest, snapshot []byte, hang string) string {
+	t.Helper()
+	raw := func(data []byte) map[string]json.RawMessage {
+		var v struct {
+			Message map[string]json.RawMessage `json:"message"`
+		}
+		if err := json.Unmarshal(data, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v.Message
+	}
+	l, s := raw(latest), raw(snapshot)
+	return fmt.Sprintf(`{"message":{"timestamp":%d,"type":%q,"call":%s,"assistant":%s,"messages":%s,"phone":%s,"customer":%s,"analysis":%s,"hang":%s}}`,
+		at, typ, l["call"], s["assistant"], s["messages"], s["phone"], s["customer"], s["analysis"], hang)
+}
+
+// TestEndToEndFixtures replays the fixture call through a real broker. With a 3 s
+// timeout it hangs once on user-2 and resolves after 7100 ms; with the defaults it never
+// hangs (../shared/fixtures/README.md).
+func TestEndToEndFixtures(t *testing.T) {
+	names := []string{
+		"01-status-update-ongoing.json", "02-conversation-update-welcome.json", "03-conversation-update-user-1.json",
+		"04-conversation-update-reply-1.json", "05-conversation-update-user-2.json", "06-conversation-update-user-3.json",
+		"07-conversation-update-reply-3.json", "08-end-of-call-report.json",
+	}
+	fixtures := make([][]byte, len(names))
+	for i, n := range names {
+		fixtures[i] = readFixture(t, n)
+	}
+	subject := "voice.events.WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10.conversation-update"
+
+	t.Run("timeout 3s: one hang, one resolved", func(t *testing.T) {
+		cfg := detector.DefaultConfig()
+		cfg.Timeout = 3 * time.Second
+		h := newE2E(t, cfg, time.UnixMilli(eventTime(t, fixtures[0])))
+		for i, data := range fixtures {
+			if i == 5 {
+				// user-2 ended at ...343707; its deadline passes before user-3 arrives.
+				h.advanceTo(1_763_647_346_707)
+				m := h.nextOutput()
+				if want := "voice.hang.team-7a31c9.WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10"; m.Subject != want {
+					t.Errorf("hang subject = %q, want %q", m.Subject, want)
+				}
+				if got, want := m.Header.Get("Nats-Msg-Id"), "WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10:user-2:hang"; got != want {
+					t.Errorf("hang Nats-Msg-Id = %q, want %q", got, want)
+				}
+				want := splice(t, "hang", 1_763_647_346_707, fixtures[4], fixtures[4],
+					`{"reason":"turn-timeout","userMessageId":"user-2","firstUserMessageId":"user-2","waitMs":3000,"thresholdMs":3000}`)
+				if string(m.Data) != want {
+					t.Errorf("hang payload differs from the splice of fixture 05\n got: %s\nwant: %s", m.Data, want)
+				}
+			}
+			h.advanceTo(eventTime(t, data))
+			h.publish(subject, data)
+			if i == 6 {
+				m := h.nextOutput()
+				if want := "voice.hang-resolved.team-7a31c9.WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10"; m.Subject != want {
+					t.Errorf("resolved subject = %q, want %q", m.Subject, want)
+				}
+				if got, want := m.Header.Get("Nats-Msg-Id"), "WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10:user-2:resolved"; got != want {
+					t.Errorf("resolved Nats-Msg-Id = %q, want %q", got, want)
+				}
+				want := splice(t, "hang-resolved", eventTime(t, data), data, data,
+					`{"reason":"turn-timeout","userMessageId":"user-3","firstUserMessageId":"user-2","replyMessageId":"user-3-Qx81LmZp2a-1763647350457","waitMs":7100}`)
+				if string(m.Data) != want {
+					t.Errorf("resolved payload differs from the splice of fixture 07\n got: %s\nwant: %s", m.Data, want)
+				}
+			}
+		}
+		h.advanceTo(eventTime(t, fixtures[7]) + 3_600_000)
+		h.noOutput()
+		if st := h.eng.Stats(); st.Hangs() != 1 || st.Resolved != 1 || st.Tombs != 1 {
+			t.Errorf("engine Stats() = %+v, want 1 hang, 1 resolved, the call ended", st)
+		}
+	})
+
+	t.Run("defaults: no hang", func(t *testing.T) {
+		h := newE2E(t, detector.DefaultConfig(), time.UnixMilli(eventTime(t, fixtures[0])))
+		for _, data := range fixtures {
+			h.advanceTo(eventTime(t, data))
+			h.publish(subject, data)
+		}
+		h.advanceTo(eventTime(t, fixtures[7]) + 3_600_000)
+		h.noOutput()
+		if st := h.eng.Stats(); st.Hangs() != 0 || st.Events != 8 {
+			t.Errorf("engine Stats() = %+v, want 8 events and no hang", st)
+		}
+	})
+}

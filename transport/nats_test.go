@@ -1,0 +1,382 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+// waitFor bounds every wait on the broker: it only matters when a test fails.
+const waitFor = 10 * time.Second
+
+// startServer starts an embedded NATS server on a random port for one test.
+func startServer(t testing.TB, o EmbeddedOptions) *Embedded {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	srv, err := StartEmbedded(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// connect connects to srv and closes the connection when the test ends.
+func connect(t testing.TB, srv *Embedded, o ConnOptions) *Conn {
+	t.Helper()
+	o.URL = srv.ClientURL()
+	c, err := Connect(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	return c
+}
+
+// plainClient is a test's own connection, as a pipeline or a subscriber would have.
+func plainClient(t testing.TB, srv *Embedded) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// received is what a test keeps of a delivered event: the event is pooled and must not
+// be read after Done.
+type received struct {
+	typ      detector.Type
+	callID   string
+	messages int32
+	at       int64
+}
+
+// runSource runs src until the test ends and returns the events it delivers.
+func runSource(t testing.TB, src *Source, deliver func(*detector.Event)) <-chan received {
+	t.Helper()
+	got := make(chan received, 100)
+	if deliver == nil {
+		deliver = func(ev *detector.Event) {
+			got <- received{ev.Type, ev.CallID, ev.Messages, ev.Received}
+			ev.Done()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, deliver) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Source.Run() = %v", err)
+		}
+	})
+	deadline := time.Now().Add(waitFor)
+	for !src.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("source not ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return got
+}
+
+func next(t testing.TB, c <-chan received) received {
+	t.Helper()
+	select {
+	case r := <-c:
+		return r
+	case <-time.After(waitFor):
+		t.Fatal("no event delivered")
+	}
+	return received{}
+}
+
+func TestSourceDeliversFixtures(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	fake := time.UnixMilli(1_763_647_331_000)
+	src := NewSource(connect(t, srv, ConnOptions{}), SourceOptions{Subjects: []string{"voice.events.>"}, Now: func() time.Time { return fake }})
+	got := runSource(t, src, nil)
+	pub := plainClient(t, srv)
+
+	files := []struct {
+		name     string
+		typ      detector.Type
+		messages int32
+	}{
+		{"01-status-update-ongoing.json", detector.TypeStatusUpdate, 0},
+		{"02-conversation-update-welcome.json", detector.TypeConversationUpdate, 1},
+		{"06-conversation-update-user-3.json", detector.TypeConversationUpdate, 5},
+		{"08-end-of-call-report.json", detector.TypeEndOfCallReport, 0},
+	}
+	for _, f := range files {
+		if err := pub.Publish("voice.events.WC-5f0c.x", readFixture(t, f.name)); err != nil {
+			t.Fatal(err)
+		}
+		r := next(t, got)
+		if r.typ != f.typ || r.messages != f.messages || r.callID != "WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10" || r.at != fake.UnixNano() {
+			t.Errorf("%s: delivered %+v, want type %v, %d messages, stamped by Now", f.name, r, f.typ, f.messages)
+		}
+	}
+	st := src.Stats()
+	if st.Events[detector.TypeConversationUpdate] != 2 || st.Events[detector.TypeStatusUpdate] != 1 || st.Events[detector.TypeEndOfCallReport] != 1 {
+		t.Errorf("Stats().Events = %v", st.Events)
+	}
+}
+
+func TestSourceBadInput(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	core, logs := observer.New(zap.InfoLevel)
+	src := NewSource(connect(t, srv, ConnOptions{}), SourceOptions{
+		Subjects: []string{"voice.events.>"}, DeadLetter: "voice.dead", Logger: zap.New(core),
+		Limits: Limits{MaxBytes: 64 << 10, MaxDepth: 32},
+	})
+	got := runSource(t, src, nil)
+	pub := plainClient(t, srv)
+	dead, err := pub.SubscribeSync("voice.dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	secret := "my card number is 4111"
+	tests := []struct {
+		give []byte
+		want Reason
+	}{
+		{give: []byte("garbage"), want: ReasonNotJSON},
+		{give: []byte(`{"message":{"type":"status-update","call":{"id":42}}}`), want: ReasonWrongType},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":[{"role":"user","text":7}]}}`), want: ReasonWrongType},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":{"text":"` + secret + `"}}}`), want: ReasonMessagesNotArray},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{}}}`), want: ReasonNoCallID},
+		{give: []byte(`{"msg":{}}`), want: ReasonNoMessage},
+		{give: []byte(`{"message":{"call":{"id":"c"},"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`), want: ReasonTooDeep},
+		{give: []byte(`{"message":{"call":{"id":"c"},"x":"` + strings.Repeat("a", 70<<10) + `"}}`), want: ReasonTooLarge},
+	}
+	for _, tt := range tests {
+		if err := pub.Publish("voice.events.bad", tt.give); err != nil {
+			t.Fatal(err)
+		}
+		m, err := dead.NextMsg(waitFor)
+		if err != nil {
+			t.Fatalf("no dead letter for %q: %v", tt.want, err)
+		}
+		if h := m.Header.Get(HeaderBadInputReason); h != tt.want.String() {
+			t.Errorf("dead letter reason = %q, want %q", h, tt.want)
+		}
+		if string(m.Data) != string(tt.give) || m.Header.Get(HeaderSubject) != "voice.events.bad" {
+			t.Errorf("dead letter is not the event unchanged with its subject")
+		}
+	}
+	// A good event still goes through.
+	if err := pub.Publish("voice.events.good", readFixture(t, "01-status-update-ongoing.json")); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(t, got); r.typ != detector.TypeStatusUpdate {
+		t.Errorf("after bad input, delivered %+v", r)
+	}
+	st := src.Stats()
+	if st.DeadLettered != int64(len(tests)) || st.Bad[ReasonWrongType] != 2 || st.Bad[ReasonNotJSON] != 1 {
+		t.Errorf("Stats() = %+v", st)
+	}
+	for _, e := range logs.All() {
+		if b, _ := json.Marshal(e.ContextMap()); strings.Contains(e.Message+string(b), secret) {
+			t.Errorf("a log line holds message text: %s %s", e.Message, b)
+		}
+	}
+	if n := logs.FilterMessage("bad input: wrong-type").Len(); n != 1 {
+		t.Errorf("logged %d wrong-type lines within a second, want 1 (rate-limited)", n)
+	}
+}
+
+// TestSourceDrains checks that cancelling Run still delivers what NATS holds.
+func TestSourceDrains(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	src := NewSource(connect(t, srv, ConnOptions{}), SourceOptions{})
+	release := make(chan struct{})
+	var mu sync.Mutex
+	n := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(ev *detector.Event) {
+			<-release // the engine is behind
+			mu.Lock()
+			n++
+			mu.Unlock()
+			ev.Done()
+		})
+	}()
+	for !src.Ready() {
+		time.Sleep(time.Millisecond)
+	}
+	pub := plainClient(t, srv)
+	data := readFixture(t, "01-status-update-ongoing.json")
+	for range 50 {
+		if err := pub.Publish("voice.events.c.status-update", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Let the subscription receive them all before the drain starts.
+	for deadline := time.Now().Add(waitFor); ; {
+		if sent := src.conn.NATS().Stats().InMsgs; sent == 50 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if n != 50 {
+		t.Errorf("delivered %d events before returning, want 50", n)
+	}
+}
+
+func TestSourceSlowConsumer(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	src := NewSource(conn, SourceOptions{PendingMsgs: 5, PendingBytes: 1 << 20})
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	runSource(t, src, func(ev *detector.Event) { <-release; ev.Done() })
+	pub := plainClient(t, srv)
+	data := readFixture(t, "01-status-update-ongoing.json")
+	for range 100 {
+		if err := pub.Publish("voice.events.c.status-update", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(waitFor); conn.Stats().SlowConsumers == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no slow consumer reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	once.Do(func() { close(release) })
+}
+
+func TestSinkPublishes(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	sink := NewSink(connect(t, srv, ConnOptions{}), SinkOptions{})
+	sc := plainClient(t, srv)
+	sub, err := sc.SubscribeSync("voice.>")
+	if err == nil {
+		err = sc.Flush() // the server knows the subscription before the sink publishes
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev detector.Event
+	if err := Decode(&ev, readFixture(t, "05-conversation-update-user-2.json"), DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "user-2",
+		FirstUserMessageID: "user-2", At: time.UnixMilli(1_763_647_348_707).UnixNano(), Wait: 5 * time.Second,
+		Threshold: 5 * time.Second, Snapshot: ev.Payload, Latest: ev.Payload}
+	if err := sink.Publish(ev.CallID, out); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "voice.hang.team-7a31c9.WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10"; m.Subject != want {
+		t.Errorf("subject = %q, want %q", m.Subject, want)
+	}
+	if got, want := m.Header.Get("Nats-Msg-Id"), "WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10:user-2:hang"; got != want {
+		t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
+	}
+	if got := m.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q", got)
+	}
+	if string(m.Data) != string(AppendOutput(nil, ev.CallID, out)) {
+		t.Errorf("payload differs from AppendOutput")
+	}
+	if hangs, _ := sink.Published(); hangs != 1 {
+		t.Errorf("Published() hangs = %d, want 1", hangs)
+	}
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	_, err := Connect(ConnOptions{URL: "nats://127.0.0.1:1", ConnectTimeout: time.Second})
+	if !errors.Is(err, ErrConnect) {
+		t.Fatalf("Connect() = %v, want ErrConnect", err)
+	}
+}
+
+func TestEmbeddedRequiresUser(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{User: "hw", Password: "s3cret-pw"})
+	if _, err := Connect(ConnOptions{URL: srv.ClientURL(), ConnectTimeout: time.Second}); !errors.Is(err, ErrConnect) {
+		t.Errorf("Connect() without credentials = %v, want ErrConnect", err)
+	}
+	_, err := Connect(ConnOptions{URL: srv.ClientURL(), User: "hw", Password: "wrong-pw", ConnectTimeout: time.Second})
+	if !errors.Is(err, ErrConnect) || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("Connect() with a wrong password = %v, want ErrConnect without the password", err)
+	}
+	connect(t, srv, ConnOptions{User: "hw", Password: "s3cret-pw"})
+}
+
+func TestAuthOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    ConnOptions
+		wantErr bool
+	}{
+		{name: "none", give: ConnOptions{}},
+		{name: "user", give: ConnOptions{User: "u", Password: "pw-Zq9x"}},
+		{name: "token", give: ConnOptions{Token: "tok-Zq9x"}},
+		{name: "password without user", give: ConnOptions{Password: "pw-Zq9x"}, wantErr: true},
+		{name: "two kinds", give: ConnOptions{User: "u", Password: "pw-Zq9x", Token: "tok-Zq9x"}, wantErr: true},
+		{name: "cert without key", give: ConnOptions{TLSCert: "c.pem"}, wantErr: true},
+		{name: "missing nkey seed file", give: ConnOptions{NkeySeed: "/nonexistent/seed"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := authOptions(tt.give)
+			if (err != nil) != tt.wantErr {
+				t.Errorf("authOptions() = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && (strings.Contains(err.Error(), "Zq9x") || strings.Contains(err.Error(), "\n")) {
+				t.Errorf("error %q holds a secret or spans lines", err)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://u:pw@h:4222", "nats://u:xxxxx@h:4222"},
+		{"nats://tok@h:4222,nats://a:b@h2:4222", "nats://xxxxx@h:4222,nats://a:xxxxx@h2:4222"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.give); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
