@@ -27,6 +27,18 @@ type Source interface {
 	Run(ctx context.Context, deliver func(*detector.Event)) error
 }
 
+// Replayer is a Source that starts by replaying the stored state of the calls (the last
+// event of each kind of each call, received at the time it was stored) before Run goes
+// live. The engine applies the whole replay before it fires any deadline: a call that
+// was answered or ended while hangwatch was down must not hang from an old snapshot that
+// the replay hands over before the answer or the end. Then every stall whose deadline
+// passed meanwhile is reported at once.
+type Replayer interface {
+	Source
+	// Replay delivers the stored events and returns once all are delivered.
+	Replay(ctx context.Context, deliver func(*detector.Event)) error
+}
+
 // Sink publishes the outputs of detection.
 type Sink interface {
 	// Publish publishes a hang or hang-resolved of the call. It is called from every
@@ -88,11 +100,23 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return ErrStarted
 	}
+	replayer, replays := e.src.(Replayer)
 	var wg sync.WaitGroup
 	for _, s := range e.shards {
+		s.held = replays
 		wg.Go(s.run)
 	}
-	err := e.src.Run(ctx, e.deliver)
+	var err error
+	if replays {
+		err = replayer.Replay(ctx, e.deliver)
+		if err == nil && ctx.Err() == nil {
+			e.log.Info("replay done: going live", zap.Int64("calls", e.Stats().Calls))
+			err = e.barrier(ctx, item{release: true})
+		}
+	}
+	if err == nil && ctx.Err() == nil {
+		err = e.src.Run(ctx, e.deliver)
+	}
 	for _, s := range e.shards {
 		close(s.stop)
 	}
@@ -116,10 +140,17 @@ func (e *Engine) shardOf(callID string) *shard {
 // fired every deadline that is due by the clock's current time. Tests use it to step
 // the engine deterministically.
 func (e *Engine) Sync(ctx context.Context) error {
+	return e.barrier(ctx, item{})
+}
+
+// barrier sends it through every shard, after the events delivered before, and waits
+// until each has handled it.
+func (e *Engine) barrier(ctx context.Context, it item) error {
 	for _, s := range e.shards {
 		done := make(chan struct{})
+		it.synced = done
 		select {
-		case s.in <- item{synced: done}:
+		case s.in <- it:
 		case <-s.exited:
 			continue
 		case <-ctx.Done():

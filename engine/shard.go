@@ -9,11 +9,13 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 )
 
-// item is what a shard receives: an event, or a Sync barrier. Both travel through one
-// channel so that a barrier passes only after the events delivered before it.
+// item is what a shard receives: an event, or a barrier (Sync, or the release of held
+// deadlines after a replay). Both travel through one channel so that a barrier passes
+// only after the events delivered before it.
 type item struct {
-	ev     *detector.Event
-	synced chan struct{}
+	ev      *detector.Event
+	synced  chan struct{} // closed once the barrier is handled
+	release bool          // the replay is over: fire what is due and go live
 }
 
 // shard owns a share of the calls. Only its goroutine touches its calls and scheduler.
@@ -28,6 +30,9 @@ type shard struct {
 	free   []uint32          // slots to reuse
 	fire   func(id uint32, at int64)
 	stats  counters
+	// held holds every deadline while a replay is applied: the wheel stays where it is
+	// and the timer is off, until a release barrier.
+	held bool
 
 	// now is the time the ticks of the Advance under way use, read from the clock at
 	// most once per Advance; 0 until read.
@@ -57,17 +62,23 @@ func (s *shard) run() {
 	defer close(s.exited)
 	defer s.sched.Stop()
 	for {
+		var timer <-chan time.Time
+		if !s.held {
+			timer = s.sched.C()
+		}
 		select {
 		case it := <-s.in:
 			s.handle(it)
-		case <-s.sched.C():
+		case <-timer:
 			s.now = 0
 			s.sched.Wake(s.fire)
 		case <-s.stop:
 			s.drain()
 			return
 		}
-		s.sched.Rearm()
+		if !s.held {
+			s.sched.Rearm()
+		}
 	}
 }
 
@@ -79,6 +90,8 @@ func (s *shard) drain() {
 		case it := <-s.in:
 			s.handle(it)
 		default:
+			// Held means the replay never finished: firing from half a replay could
+			// make false hangs, and the next start replays again.
 			s.advance(s.e.clock.Now().UnixNano())
 			return
 		}
@@ -87,6 +100,9 @@ func (s *shard) drain() {
 
 func (s *shard) handle(it item) {
 	if it.synced != nil {
+		if it.release {
+			s.held = false
+		}
 		s.advance(s.e.clock.Now().UnixNano())
 		close(it.synced)
 		return
@@ -129,8 +145,12 @@ func (s *shard) apply(ev *detector.Event) {
 	s.step(id, st)
 }
 
-// advance moves the scheduler to t and ticks every call whose wake time has come.
+// advance moves the scheduler to t and ticks every call whose wake time has come;
+// nothing while deadlines are held.
 func (s *shard) advance(t int64) {
+	if s.held {
+		return
+	}
 	s.now = 0
 	s.sched.Advance(t, s.fire)
 }

@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+// replaySource replays stored events, then hands its deliver function to the test.
+type replaySource struct {
+	testSource
+	stored   []*detector.Event
+	replayed chan struct{}
+}
+
+func (s *replaySource) Replay(_ context.Context, deliver func(*detector.Event)) error {
+	for _, ev := range s.stored {
+		deliver(ev)
+	}
+	close(s.replayed)
+	return nil
+}
+
+// at returns an event received d before start.
+func at(ev *detector.Event, d time.Duration) *detector.Event {
+	ev.Received = start.Add(-d).UnixNano()
+	ev.Payload = payload("stored")
+	return ev
+}
+
+// TestEngineReplay checks the recovery of SPEC §2 after a restart: the stored state is
+// applied whole before any deadline fires, so a stall whose deadline passed while the
+// engine was down hangs at once, and calls answered or ended meanwhile do not.
+func TestEngineReplay(t *testing.T) {
+	clk := clockwork.NewFakeClockAt(start)
+	sink := &recordingSink{}
+	end := statusEvent("ended", detector.StatusFinished)
+	src := &replaySource{
+		testSource: testSource{deliver: make(chan func(*detector.Event), 1)},
+		replayed:   make(chan struct{}),
+		stored: []*detector.Event{
+			at(conv("stalled", user("user-1", -20_000)), 20*time.Second),
+			// Its deadline passed 13 s before its end, but it ended while hangwatch was
+			// down: no hang (the end comes later in the replay).
+			at(conv("ended", user("user-1", -20_000)), 20*time.Second),
+			at(conv("answered", user("user-1", -20_000), reply("r1", -8_000)), 8*time.Second),
+			at(conv("recent", user("user-1", -2_000)), 2*time.Second),
+			at(end, 2*time.Second),
+		},
+	}
+	e, err := New(src, sink, WithClock(clk), WithShards(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-src.replayed
+	<-src.deliver // live
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"hang stalled user-1 turn-timeout 20000ms@0"}
+	if got := briefs(sink.take()); !slices.Equal(got, want) {
+		t.Errorf("at release: published %v, want %v", got, want)
+	}
+	clk.Advance(3 * time.Second) // "recent" stalled 2 s before the restart
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"hang recent user-1 turn-timeout 5000ms@3000"}
+	if got := briefs(sink.take()); !slices.Equal(got, want) {
+		t.Errorf("3 s later: published %v, want %v", got, want)
+	}
+}
+
+// blockingReplay replays until the engine is stopped.
+type blockingReplay struct {
+	testSource
+	stored    []*detector.Event
+	delivered chan struct{}
+}
+
+func (s *blockingReplay) Replay(ctx context.Context, deliver func(*detector.Event)) error {
+	for _, ev := range s.stored {
+		deliver(ev)
+	}
+	close(s.delivered)
+	<-ctx.Done()
+	return nil
+}
+
+// TestEngineReplayCut checks that an engine stopped during its replay publishes nothing
+// from the half it applied: the next start replays again.
+func TestEngineReplayCut(t *testing.T) {
+	sink := &recordingSink{}
+	src := &blockingReplay{stored: []*detector.Event{at(conv("c1", user("user-1", -20_000)), 20*time.Second)},
+		delivered: make(chan struct{})}
+	e, err := New(src, sink, WithClock(clockwork.NewFakeClockAt(start)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	<-src.delivered
+	if err := e.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.take(); len(got) != 0 || e.Stats().Calls != 1 {
+		t.Errorf("published %v after a cut replay (calls %d), want nothing", briefs(got), e.Stats().Calls)
+	}
+}
