@@ -68,6 +68,17 @@ const (
 	reconnectMax = 5 * time.Second
 )
 
+// backoff returns how long to wait before retry number attempt (from 0): from
+// reconnectMin, doubling, up to reconnectMax, with ±20% jitter. Reconnections and the
+// retries of JetStream mode share it.
+func backoff(attempt int) time.Duration {
+	d := reconnectMax
+	if attempt < 16 {
+		d = min(reconnectMin<<attempt, reconnectMax)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
 // Connect connects to NATS. It fails fast, with ErrConnect, when the first connection
 // cannot be made; later disconnections are retried forever.
 func Connect(o ConnOptions) (*Conn, error) {
@@ -102,14 +113,11 @@ func (c *Conn) options(o ConnOptions) ([]nats.Option, error) {
 		nats.Name(name),
 		nats.Timeout(timeout),
 		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			d := reconnectMax
-			if attempts < 16 {
-				d = min(reconnectMin<<attempts, reconnectMax)
+		nats.CustomReconnectDelay(backoff),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return // our own Close, not a fault
 			}
-			return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.stats.disconnects.Add(1)
 			c.log.Warn("disconnected from NATS", zap.Error(err))
 		}),

@@ -71,12 +71,24 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv.SetLoggerV2(serverLogger{log.Named("nats-server").Sugar()}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{log.Named("nats-server").Sugar(), fatal}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("%w: not listening on %s after 10s", ErrEmbedded, o.Listen)
+	// The server reports a failure to listen (a busy port) through its logger, not
+	// through Start: watch for it rather than wait out the readiness timeout.
+	for deadline := time.Now().Add(10 * time.Second); !srv.ReadyForConnections(20 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("%w: %s", ErrEmbedded, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("%w: not listening on %s after 10s", ErrEmbedded, o.Listen)
+		}
 	}
 	return &Embedded{srv: srv}, nil
 }
@@ -93,12 +105,24 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// serverLogger sends nats-server's logs to zap.
-type serverLogger struct{ s *zap.SugaredLogger }
+// serverLogger sends nats-server's logs to zap, and its fatal errors to fatal too.
+type serverLogger struct {
+	s     *zap.SugaredLogger
+	fatal chan<- string
+}
 
 func (l serverLogger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
 func (l serverLogger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.s.Debugf(format, v...) }
+
+func (l serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.s.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+
+func (l serverLogger) Errorf(format string, v ...any) { l.s.Errorf(format, v...) }
+func (l serverLogger) Debugf(format string, v ...any) { l.s.Debugf(format, v...) }
+func (l serverLogger) Tracef(format string, v ...any) { l.s.Debugf(format, v...) }

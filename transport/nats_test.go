@@ -380,3 +380,15 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestEmbeddedBusyPort(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	start := time.Now()
+	_, err := StartEmbedded(EmbeddedOptions{Listen: strings.TrimPrefix(srv.ClientURL(), "nats://")})
+	if !errors.Is(err, ErrEmbedded) || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("StartEmbedded() on a busy port = %v, want ErrEmbedded naming the listen error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to report a busy port; it should not wait out the readiness timeout", d)
+	}
+}

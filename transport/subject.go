@@ -191,3 +191,42 @@ func Subject(t SubjectTemplate, callID string, out *detector.Output) string {
 	}
 	return t.Render(callID, teamID, assistantID)
 }
+
+// Wildcard returns the subject that matches every rendering of the template: each token
+// that holds a placeholder becomes *. It is what a subscriber to the outputs subscribes.
+func (t SubjectTemplate) Wildcard() string {
+	tokens := strings.Split(t.raw, ".")
+	for i, tok := range tokens {
+		if strings.Contains(tok, "{") {
+			tokens[i] = "*"
+		}
+	}
+	return strings.Join(tokens, ".")
+}
+
+// ErrSubject is wrapped by the errors of ValidateSubject.
+var ErrSubject = errors.New("bad subject")
+
+// ValidateSubject checks a subject to subscribe to: non-empty tokens without white
+// space or control characters, * only as a whole token, > only as the whole last one.
+func ValidateSubject(s string) error {
+	fail := func(why string) error { return fmt.Errorf("%w %q: %s", ErrSubject, s, why) }
+	if s == "" {
+		return fail("empty")
+	}
+	tokens := strings.Split(s, ".")
+	for i, tok := range tokens {
+		switch {
+		case tok == "":
+			return fail("empty token")
+		case tok == ">" && i != len(tokens)-1:
+			return fail("> must be the last token")
+		case tok == "*" || tok == ">":
+		case strings.ContainsAny(tok, "*>"):
+			return fail("a wildcard must be a whole token")
+		case strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			return fail("white space or control character")
+		}
+	}
+	return nil
+}

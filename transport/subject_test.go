@@ -89,3 +89,43 @@ func TestSubject(t *testing.T) {
 		})
 	}
 }
+
+func TestSubjectTemplateWildcard(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{DefaultHangSubject, "voice.hang.*.*"},
+		{DefaultResolvedSubject, "voice.hang-resolved.*.*"},
+		{"alerts.hang", "alerts.hang"},
+		{"t-{teamId}.x.{callId}-{assistantId}", "*.x.*"},
+	}
+	for _, tt := range tests {
+		tmpl, err := ParseSubjectTemplate(tt.give)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tmpl.Wildcard(); got != tt.want {
+			t.Errorf("Wildcard(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestValidateSubject(t *testing.T) {
+	tests := []struct {
+		give    string
+		wantErr bool
+	}{
+		{give: "voice.events.>"},
+		{give: "voice.*.call.>"},
+		{give: "a"},
+		{give: "", wantErr: true},
+		{give: "voice..x", wantErr: true},
+		{give: "voice.>.x", wantErr: true},
+		{give: "voice.ev*", wantErr: true},
+		{give: "voice events", wantErr: true},
+		{give: "voice.\tx", wantErr: true},
+	}
+	for _, tt := range tests {
+		if err := ValidateSubject(tt.give); (err != nil) != tt.wantErr {
+			t.Errorf("ValidateSubject(%q) = %v, want error %v", tt.give, err, tt.wantErr)
+		}
+	}
+}
