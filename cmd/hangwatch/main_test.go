@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/hangwatch/hangwatch/transport"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// runArgs runs the command in process, with env as the whole environment.
+func runArgs(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	old := env
+	env = func(k string) string { return environ[k] }
+	defer func() { env = old }()
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		give       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "no command", give: nil, wantCode: exitUsage, wantStderr: "Commands:"},
+		{name: "help", give: []string{"help"}, wantCode: exitOK, wantStdout: "Commands:"},
+		{name: "unknown command", give: []string{"serve"}, wantCode: exitUsage, wantStderr: `unknown command "serve"`},
+		{name: "version", give: []string{"version"}, wantCode: exitOK, wantStdout: "hangwatch dev (go"},
+		{name: "run help names every env variable", give: []string{"run", "--help"}, wantCode: exitOK, wantStdout: "HANGWATCH_MAX_WAIT"},
+		{name: "run help hides secret values", env: map[string]string{"HANGWATCH_NATS_PASSWORD": "s3cr3t"}, give: []string{"run", "--help"}, wantCode: exitOK, wantStdout: "--nats-password"},
+		{name: "unknown flag", give: []string{"run", "--timeout-ms", "5"}, wantCode: exitUsage, wantStderr: "flag provided but not defined: -timeout-ms"},
+		{name: "bad duration", give: []string{"run", "--timeout", "5 seconds"}, wantCode: exitUsage, wantStderr: `invalid value "5 seconds" for flag -timeout`},
+		{name: "zero timeout", give: []string{"run", "--timeout", "0s"}, wantCode: exitUsage, wantStderr: "timeout must be above 0"},
+		{name: "max wait under timeout", give: []string{"run", "--max-wait", "3s"}, wantCode: exitUsage, wantStderr: "max-wait must be 0 or above timeout"},
+		{name: "ttl under max wait", give: []string{"run", "--call-ttl", "9s"}, wantCode: exitUsage, wantStderr: "call-ttl must be above"},
+		{name: "bad env value", env: map[string]string{"HANGWATCH_MAX_WAIT": "soon"}, give: []string{"run"}, wantCode: exitUsage, wantStderr: `invalid value "soon" for HANGWATCH_MAX_WAIT`},
+		{name: "bad secret env value is not shown", env: map[string]string{"HANGWATCH_EMBEDDED_PASSWORD": "x"}, give: []string{"run", "--embedded-listen", "nowhere"}, wantCode: exitError, wantStderr: "listen address"},
+		{name: "bad subject", give: []string{"run", "--subject", "voice events"}, wantCode: exitUsage, wantStderr: "--subject: bad subject"},
+		{name: "bad template", give: []string{"run", "--hang-subject", "voice.hang.{team}"}, wantCode: exitUsage, wantStderr: "unknown placeholder {team}"},
+		{name: "bad log format", give: []string{"run", "--log-format", "xml"}, wantCode: exitUsage, wantStderr: "--log-format"},
+		{name: "unreachable server", give: []string{"run", "--nats-url", "nats://127.0.0.1:1", "--nats-connect-timeout", "1s"}, wantCode: exitError, wantStderr: "connect to NATS at nats://127.0.0.1:1"},
+		{name: "tail unreachable", give: []string{"tail", "--nats-url", "nats://127.0.0.1:1"}, wantCode: exitError, wantStderr: "connect to NATS"},
+		{name: "tail bad format", give: []string{"tail", "--format", "yaml"}, wantCode: exitUsage, wantStderr: "--format"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runArgs(t, tt.env, tt.give...)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d\nstderr: %s", code, tt.wantCode, stderr)
+			}
+			if !strings.Contains(stdout, tt.wantStdout) || !strings.Contains(stderr, tt.wantStderr) {
+				t.Errorf("stdout %q\nstderr %q\nwant them to hold %q and %q", stdout, stderr, tt.wantStdout, tt.wantStderr)
+			}
+			if code == exitUsage || code == exitError {
+				if lines := strings.Count(strings.TrimRight(stderr, "\n"), "\n"); lines > 0 && tt.give != nil && !strings.Contains(stderr, "Commands:") {
+					t.Errorf("error is %d lines, want one: %q", lines+1, stderr)
+				}
+			}
+			for _, secret := range []string{"s3cr3t"} {
+				if strings.Contains(stdout+stderr, secret) {
+					t.Errorf("output shows a secret: %q", stdout+stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironmentFillsFlags(t *testing.T) {
+	c := newCommand("run", "")
+	o := sidecarFlags(c)
+	environ := map[string]string{
+		"HANGWATCH_MAX_WAIT": "12s",
+		"HANGWATCH_TIMEOUT":  "4s", // the command line wins
+		"HANGWATCH_SUBJECT":  "a.>, b.*",
+	}
+	if err := c.parse([]string{"--timeout", "3s"}, func(k string) string { return environ[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if o.det.MaxWait != 12*time.Second || o.det.Timeout != 3*time.Second {
+		t.Errorf("max-wait %v, timeout %v; want 12s from the environment and 3s from the command line", o.det.MaxWait, o.det.Timeout)
+	}
+	if got := o.subjects.String(); got != "a.>,b.*" {
+		t.Errorf("subjects = %q, want a.>,b.*", got)
+	}
+}
+
+func TestSubjectFlagReplacesDefault(t *testing.T) {
+	c := newCommand("run", "")
+	o := sidecarFlags(c)
+	if err := c.parse([]string{"--subject", "a.>", "--subject", "b.>"}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.subjects.String(); got != "a.>,b.>" {
+		t.Errorf("subjects = %q, want a.>,b.> without the default", got)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{
+			name: "hang",
+			give: `{"message":{"timestamp":1763647346707,"type":"hang","call":{"id":"c1","teamId":"t1"},"messages":[{"text":"secret"}],"hang":{"reason":"turn-timeout","userMessageId":"user-2","firstUserMessageId":"user-2","waitMs":3000,"thresholdMs":3000}}}`,
+			want: "14:02:26.707 HANG      call=c1 team=t1 turn-timeout: user-2 unanswered for 3.0s (first turn user-2)",
+		},
+		{
+			name: "resolved",
+			give: `{"message":{"timestamp":1763647350816,"type":"hang-resolved","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"turn-timeout","userMessageId":"user-3","firstUserMessageId":"user-2","replyMessageId":"r3","waitMs":7100}}}`,
+			want: "14:02:30.816 RESOLVED  call=c1 team=t1 user-2 answered after 7.1s (reply r3)",
+		},
+		{name: "not JSON", give: `nope`, want: "voice.hang.t.c: not a hangwatch event"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := summarize("voice.hang.t.c", []byte(tt.give))
+			if !strings.HasPrefix(got, tt.want) || strings.Contains(got, "secret") {
+				t.Errorf("summarize() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunEmbeddedStartsAndStops starts `run` with its own embedded server on a free
+// port, in process, and stops it like a signal would.
+func TestRunEmbeddedFailsOnBusyPort(t *testing.T) {
+	srv, err := transport.StartEmbedded(transport.EmbeddedOptions{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	addr := strings.TrimPrefix(srv.ClientURL(), "nats://")
+	code, _, stderr := runArgs(t, nil, "run", "--embedded-listen", addr)
+	if code != exitError || !strings.Contains(stderr, "start embedded NATS server") {
+		t.Errorf("run on a busy port: exit %d, stderr %q; want exit 1 and a one-line reason", code, stderr)
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hangwatch/hangwatch/clock"
+	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/transport"
+)
+
+const runSummary = `Run the sidecar: consume the voice pipeline's events from NATS and publish a hang
+event when a user turn goes unanswered, and hang-resolved when the reply comes.
+With no --nats-url it starts an embedded NATS server on --embedded-listen.`
+
+// sidecarOptions are the flags of `hangwatch run`.
+type sidecarOptions struct {
+	conn                         *transport.ConnOptions
+	embedded                     transport.EmbeddedOptions
+	subjects                     *stringList
+	det                          detector.Config
+	maxCalls                     int64
+	shards                       int
+	hangSubject, resolvedSubject string
+	hangTmpl, resolvedTmpl       transport.SubjectTemplate
+	deadLetter                   string
+	limits                       transport.Limits
+	drainTimeout                 time.Duration
+	logLevel, logFormat          string
+	metricsListen                string
+}
+
+func sidecarFlags(c *command) *sidecarOptions {
+	o := &sidecarOptions{conn: connFlags(c), subjects: newStringList(transport.DefaultSubject)}
+	fs := c.fs
+	def := detector.DefaultConfig()
+	lim := transport.DefaultLimits()
+	fs.StringVar(&o.embedded.Listen, "embedded-listen", transport.DefaultEmbeddedListen, "host:port of the embedded NATS server (without --nats-url)")
+	fs.StringVar(&o.embedded.User, "embedded-user", "", "user the embedded NATS server requires (with --embedded-password), for when it listens beyond loopback")
+	fs.StringVar(&o.embedded.Password, "embedded-password", "", "password the embedded NATS server requires")
+	c.secret["embedded-password"] = true
+	fs.Var(o.subjects, "subject", "subject to consume; repeat the flag for several (environment: comma-separated)")
+	fs.DurationVar(&o.det.Timeout, "timeout", def.Timeout, "turn timeout: a user turn unanswered this long hangs")
+	fs.DurationVar(&o.det.MaxWait, "max-wait", def.MaxWait, "longest wait from the first user turn of a stretch; 0 disables it")
+	fs.DurationVar(&o.det.MaxLag, "max-lag", def.MaxLag, "how far before its arrival a message's own timestamp is trusted")
+	fs.DurationVar(&o.det.CallTTL, "call-ttl", def.CallTTL, "forget a call with no event for this long; ended calls are remembered this long")
+	fs.Int64Var(&o.maxCalls, "max-calls", engine.DefaultMaxCalls, "most calls held at once; past it new calls are refused")
+	fs.IntVar(&o.shards, "shards", runtime.GOMAXPROCS(0), "engine shards (worker goroutines)")
+	fs.StringVar(&o.hangSubject, "hang-subject", transport.DefaultHangSubject, "subject of hang events; placeholders {callId} {teamId} {assistantId}")
+	fs.StringVar(&o.resolvedSubject, "resolved-subject", transport.DefaultResolvedSubject, "subject of hang-resolved events")
+	fs.StringVar(&o.deadLetter, "dead-letter-subject", "", "republish bad input here, unchanged, with a Hangwatch-Bad-Input header")
+	fs.IntVar(&o.limits.MaxBytes, "max-event-bytes", lim.MaxBytes, "larger events are bad input")
+	fs.IntVar(&o.limits.MaxDepth, "max-event-depth", lim.MaxDepth, "events nested deeper are bad input")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on shutdown, longest wait for the subscription to drain and outputs to flush")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error; only debug logs message text")
+	fs.StringVar(&o.logFormat, "log-format", "json", "json or console")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "host:port serving /metrics, /healthz and /readyz; empty disables it")
+	return o
+}
+
+// validate checks the flags against each other, as far as can be done before starting.
+func (o *sidecarOptions) validate() error {
+	if err := o.det.Validate(); err != nil {
+		return err
+	}
+	if o.maxCalls < 1 {
+		return fmt.Errorf("--max-calls must be at least 1, got %d", o.maxCalls)
+	}
+	if o.shards < 1 {
+		return fmt.Errorf("--shards must be at least 1, got %d", o.shards)
+	}
+	for _, s := range o.subjects.values {
+		if err := transport.ValidateSubject(s); err != nil {
+			return fmt.Errorf("--subject: %w", err)
+		}
+	}
+	if o.deadLetter != "" {
+		if err := transport.ValidateSubject(o.deadLetter); err != nil {
+			return fmt.Errorf("--dead-letter-subject: %w", err)
+		}
+	}
+	var err error
+	if o.hangTmpl, err = transport.ParseSubjectTemplate(o.hangSubject); err != nil {
+		return fmt.Errorf("--hang-subject: %w", err)
+	}
+	if o.resolvedTmpl, err = transport.ParseSubjectTemplate(o.resolvedSubject); err != nil {
+		return fmt.Errorf("--resolved-subject: %w", err)
+	}
+	if o.limits.MaxBytes < 1 || o.limits.MaxDepth < 1 {
+		return errors.New("--max-event-bytes and --max-event-depth must be at least 1")
+	}
+	if o.drainTimeout <= 0 {
+		return fmt.Errorf("--drain-timeout must be above 0, got %v", o.drainTimeout)
+	}
+	return nil
+}
+
+func runCmd(args []string, _, stderr io.Writer) error {
+	c := newCommand("run", runSummary)
+	o := sidecarFlags(c)
+	if err := c.parse(args, env); err != nil {
+		return usageError{c, err}
+	}
+	if err := o.validate(); err != nil {
+		return usageError{c, err}
+	}
+	log, err := newLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return usageError{c, err}
+	}
+	defer log.Sync() //nolint:errcheck // nothing is left to report it to
+	ctx, stop := signalContext(func(s os.Signal) {
+		log.Info("shutting down: draining, a second signal exits at once", zap.Stringer("signal", s))
+	})
+	defer stop()
+	sc, err := startSidecar(o, clock.Real(), log)
+	if err != nil {
+		return err
+	}
+	return sc.run(ctx)
+}
+
+// sidecar is a running hangwatch: NATS (embedded or not), the engine, its source and
+// sink.
+type sidecar struct {
+	o        *sidecarOptions
+	log      *zap.Logger
+	embedded *transport.Embedded // nil with --nats-url
+	conn     *transport.Conn
+	source   *transport.Source
+	sink     *transport.Sink
+	engine   *engine.Engine
+	metrics  *metricsServer // nil without --metrics-listen
+}
+
+// startSidecar starts what `hangwatch run` runs, up to the engine, which run starts.
+func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar, error) {
+	sc := &sidecar{o: o, log: log}
+	connOpts := *o.conn
+	connOpts.Logger = log
+	if connOpts.URL == "" {
+		eo := o.embedded
+		eo.Logger = log
+		emb, err := transport.StartEmbedded(eo)
+		if err != nil {
+			return nil, err
+		}
+		sc.embedded = emb
+		connOpts.URL = emb.ClientURL()
+		connOpts.User, connOpts.Password = eo.User, eo.Password
+		log.Info("embedded NATS server listening", zap.String("url", emb.ClientURL()))
+	}
+	conn, err := transport.Connect(connOpts)
+	if err != nil {
+		sc.shutdownEmbedded()
+		return nil, err
+	}
+	sc.conn = conn
+	sc.source = transport.NewSource(conn, transport.SourceOptions{
+		Subjects: o.subjects.values, Limits: o.limits, DeadLetter: o.deadLetter,
+		DrainTimeout: o.drainTimeout, Now: clk.Now, Logger: log,
+	})
+	sc.sink = transport.NewSink(conn, transport.SinkOptions{HangSubject: o.hangTmpl, ResolvedSubject: o.resolvedTmpl})
+	reg := newRegistry()
+	sc.engine, err = engine.New(sc.source, newObserved(sc.sink, clk, reg), engine.WithConfig(o.det), engine.WithClock(clk),
+		engine.WithLogger(log), engine.WithShards(o.shards), engine.WithMaxCalls(o.maxCalls))
+	if err == nil && o.metricsListen != "" {
+		sc.metrics, err = startMetrics(o.metricsListen, reg, sources{engine: sc.engine, conn: conn, input: sc.source}, log)
+		if err != nil {
+			err = fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
+	if err != nil {
+		sc.close()
+		return nil, err
+	}
+	return sc, nil
+}
+
+// run runs the engine until ctx is done, then shuts down in order: the subscription
+// drains, the engine applies what it received and publishes what is due, the
+// connection flushes and closes, the embedded server stops.
+func (sc *sidecar) run(ctx context.Context) error {
+	sc.log.Info("hangwatch running", zap.String("version", version),
+		zap.Strings("subjects", sc.o.subjects.values), zap.Duration("timeout", sc.o.det.Timeout),
+		zap.Duration("max_wait", sc.o.det.MaxWait), zap.Int("shards", sc.o.shards))
+	var wg sync.WaitGroup
+	if sc.metrics != nil {
+		wg.Go(func() {
+			if err := sc.metrics.serve(); err != nil {
+				sc.log.Error("metrics server", zap.Error(err))
+			}
+		})
+	}
+	err := sc.engine.Run(ctx)
+	if sc.metrics != nil {
+		sc.metrics.shutdown()
+		wg.Wait()
+	}
+	st := sc.engine.Stats()
+	sc.log.Info("engine stopped", zap.Int64("events", st.Events), zap.Int64("hangs", st.Hangs()),
+		zap.Int64("resolved", st.Resolved), zap.Int64("calls", st.Calls))
+	if cerr := sc.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// close closes the connection, flushing what was published, then stops the embedded
+// server.
+func (sc *sidecar) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), sc.o.drainTimeout)
+	defer cancel()
+	err := sc.conn.Close(ctx)
+	sc.shutdownEmbedded()
+	return err
+}
+
+func (sc *sidecar) shutdownEmbedded() {
+	if sc.embedded != nil {
+		sc.embedded.Shutdown()
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/hangwatch/hangwatch/transport"
+)
+
+const tailSummary = `Print the hang and hang-resolved events published on NATS, one per line: the event's
+JSON, or with --format text a one-line summary. Runs until interrupted.`
+
+// defaultTailURL is where tail looks without --nats-url: the embedded server's default.
+const defaultTailURL = "nats://127.0.0.1:4222"
+
+func tailCmd(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("tail", tailSummary)
+	conn := connFlags(c)
+	hang := c.fs.String("hang-subject", transport.DefaultHangSubject, "subject template of hang events, as given to run")
+	resolved := c.fs.String("resolved-subject", transport.DefaultResolvedSubject, "subject template of hang-resolved events, as given to run")
+	format := c.fs.String("format", "json", "json (the events as published) or text (one summary line each)")
+	if err := c.parse(args, env); err != nil {
+		return usageError{c, err}
+	}
+	if *format != "json" && *format != "text" {
+		return usageError{c, fmt.Errorf("--format: want json or text, got %q", *format)}
+	}
+	var subjects []string
+	for _, s := range []string{*hang, *resolved} {
+		t, err := transport.ParseSubjectTemplate(s)
+		if err != nil {
+			return usageError{c, err}
+		}
+		subjects = append(subjects, t.Wildcard())
+	}
+	if conn.URL == "" {
+		conn.URL = defaultTailURL
+	}
+	log, err := newLogger(stderr, "warn", "console")
+	if err != nil {
+		return err
+	}
+	conn.Logger = log
+	nc, err := transport.Connect(*conn)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(func(os.Signal) {})
+	defer stop()
+
+	// One channel for both subjects keeps the lines in arrival order, written by this
+	// goroutine only.
+	msgs := make(chan *nats.Msg, 1024)
+	for _, s := range subjects {
+		if _, err := nc.NATS().ChanSubscribe(s, msgs); err != nil {
+			closeConn(nc)
+			return fmt.Errorf("subscribe %s: %w", s, err)
+		}
+	}
+	if err := nc.NATS().Flush(); err != nil {
+		closeConn(nc)
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	log.Info("tailing", zap.Strings("subjects", subjects))
+	for {
+		select {
+		case m := <-msgs:
+			line := string(m.Data)
+			if *format == "text" {
+				line = summarize(m.Subject, m.Data)
+			}
+			if _, err := fmt.Fprintln(stdout, line); err != nil {
+				closeConn(nc)
+				return err
+			}
+		case <-ctx.Done():
+			return closeConn(nc)
+		}
+	}
+}
+
+func closeConn(c *transport.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Close(ctx)
+}
+
+// event is the part of a hang or hang-resolved that a summary line shows.
+type event struct {
+	Message struct {
+		Timestamp int64  `json:"timestamp"`
+		Type      string `json:"type"`
+		Call      struct {
+			ID     string `json:"id"`
+			TeamID string `json:"teamId"`
+		} `json:"call"`
+		Hang struct {
+			Reason             string `json:"reason"`
+			UserMessageID      string `json:"userMessageId"`
+			FirstUserMessageID string `json:"firstUserMessageId"`
+			ReplyMessageID     string `json:"replyMessageId"`
+			WaitMs             int64  `json:"waitMs"`
+			ThresholdMs        int64  `json:"thresholdMs"`
+		} `json:"hang"`
+	} `json:"message"`
+}
+
+// summarize renders an output event as one line for people: when, what, which call,
+// why and how long the caller waited. It never shows message text.
+func summarize(subject string, data []byte) string {
+	var ev event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return fmt.Sprintf("%s: not a hangwatch event: %v", subject, err)
+	}
+	m, h := ev.Message, ev.Message.Hang
+	at := time.UnixMilli(m.Timestamp).UTC().Format("15:04:05.000")
+	switch m.Type {
+	case "hang":
+		return fmt.Sprintf("%s HANG      call=%s team=%s %s: %s unanswered for %.1fs (first turn %s)",
+			at, m.Call.ID, m.Call.TeamID, h.Reason, h.UserMessageID, float64(h.WaitMs)/1000, h.FirstUserMessageID)
+	case "hang-resolved":
+		return fmt.Sprintf("%s RESOLVED  call=%s team=%s %s answered after %.1fs (reply %s)",
+			at, m.Call.ID, m.Call.TeamID, h.FirstUserMessageID, float64(h.WaitMs)/1000, h.ReplyMessageID)
+	}
+	return fmt.Sprintf("%s %s call=%s", at, m.Type, m.Call.ID)
+}
