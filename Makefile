@@ -6,11 +6,15 @@ BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: build test bench benchstat lint
+.PHONY: build demo test bench benchstat lint
 
 ## build: the hangwatch binary, in bin/
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/hangwatch ./cmd/hangwatch
+
+## demo: an embedded NATS server, the engine and a simulated pipeline for 30 s
+demo:
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/hangwatch demo
 
 ## test: vet, then every test under the race detector
 test:

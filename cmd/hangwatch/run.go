@@ -54,7 +54,7 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.DurationVar(&o.det.MaxLag, "max-lag", def.MaxLag, "how far before its arrival a message's own timestamp is trusted")
 	fs.DurationVar(&o.det.CallTTL, "call-ttl", def.CallTTL, "forget a call with no event for this long; ended calls are remembered this long")
 	fs.Int64Var(&o.maxCalls, "max-calls", engine.DefaultMaxCalls, "most calls held at once; past it new calls are refused")
-	fs.IntVar(&o.shards, "shards", runtime.GOMAXPROCS(0), "engine shards (worker goroutines)")
+	fs.IntVar(&o.shards, "shards", 0, "engine shards (worker goroutines); 0: one per CPU")
 	fs.StringVar(&o.hangSubject, "hang-subject", transport.DefaultHangSubject, "subject of hang events; placeholders {callId} {teamId} {assistantId}")
 	fs.StringVar(&o.resolvedSubject, "resolved-subject", transport.DefaultResolvedSubject, "subject of hang-resolved events")
 	fs.StringVar(&o.deadLetter, "dead-letter-subject", "", "republish bad input here, unchanged, with a Hangwatch-Bad-Input header")
@@ -75,8 +75,11 @@ func (o *sidecarOptions) validate() error {
 	if o.maxCalls < 1 {
 		return fmt.Errorf("--max-calls must be at least 1, got %d", o.maxCalls)
 	}
-	if o.shards < 1 {
-		return fmt.Errorf("--shards must be at least 1, got %d", o.shards)
+	if o.shards < 0 {
+		return fmt.Errorf("--shards must not be negative, got %d", o.shards)
+	}
+	if o.shards == 0 {
+		o.shards = runtime.GOMAXPROCS(0)
 	}
 	for _, s := range o.subjects.values {
 		if err := transport.ValidateSubject(s); err != nil {
