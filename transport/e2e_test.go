@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,4 +249,52 @@ func TestEndToEndFixtures(t *testing.T) {
 			t.Errorf("engine Stats() = %+v, want 8 events and no hang", st)
 		}
 	})
+}
+
+// TestEndToEndBadInputDoesNotDisturb interleaves every class of bad input of SPEC §5
+// with a normal call that stalls: its hang still comes at its deadline, another call's
+// near-1 MB event is applied, and the engine keeps running.
+func TestEndToEndBadInputDoesNotDisturb(t *testing.T) {
+	start := time.UnixMilli(1_763_647_331_000)
+	// NATS refuses payloads over 1 MiB, our default limit: set ours just under, so
+	// that a near-1 MB event passes and a larger one reaches us to be refused.
+	h := newE2E(t, detector.DefaultConfig(), start, SourceOptions{DeadLetter: "voice.dead",
+		Limits: Limits{MaxBytes: 1_010_000, MaxDepth: 64}})
+	ms := start.UnixMilli()
+	stalled := fmt.Appendf(nil, `{"message":{"type":"conversation-update","call":{"id":"good","teamId":"t"},"messages":[{"messageId":"user-1","role":"user","text":"Hello?","timestamp":%d}]}}`, ms)
+	// A valid event just under the limit, for another call, with a long transcript.
+	big := fmt.Appendf(nil, `{"message":{"type":"conversation-update","call":{"id":"big","teamId":"t"},"messages":[{"messageId":"user-1","role":"user","text":"%s","timestamp":%d},{"messageId":"r1","role":"assistant","text":"ok","timestamp":%d}]}}`,
+		strings.Repeat("blah ", 200_000), ms, ms)
+	bad := [][]byte{
+		[]byte("\x00\xff garbage"),
+		[]byte(`{"message":{"type":"conversation-update","call":{"id":17}}}`),
+		[]byte(`{"message":{"type":"conversation-update","call":{"teamId":"t"}}}`),
+		[]byte(`{"message":{"type":"conversation-update","call":{"id":"good"},"messages":"user-1"}}`),
+		[]byte(`{"message":{"type":"conversation-update","call":{"id":"good"},"messages":[{"role":"user","text":["x"]}]}}`),
+		[]byte(`{"message":{"call":{"id":"good"},"x":` + strings.Repeat(`{"a":`, 10_000) + "1" + strings.Repeat("}", 10_000) + `}}`),
+		append(append([]byte(`{"message":{"call":{"id":"good"},"x":"`), bytes.Repeat([]byte("a"), 1_040_000)...), `"}}`...),
+		[]byte(`{"message":{"type":"end-of-call-report","call":{"id":"good","status":"finished"},"messages":{}}}`), // would end it, but is bad
+	}
+	h.publish("voice.events.good.conversation-update", stalled)
+	for _, b := range bad {
+		if err := h.pub.Publish("voice.events.good.x", b); err != nil {
+			t.Fatalf("publish %d bytes: %v", len(b), err)
+		}
+	}
+	h.advanceTo(ms + 2000)
+	h.publish("voice.events.big.conversation-update", big)
+	// Every bad event has been read once the big one behind them was delivered.
+	if st := h.src.Stats(); st.DeadLettered != int64(len(bad)) {
+		t.Errorf("dead-lettered %d events, want %d: %+v", st.DeadLettered, len(bad), st.Bad)
+	}
+	h.advanceTo(ms + 4999)
+	h.noOutput()
+	h.advanceTo(ms + 5000)
+	m := h.nextOutput()
+	if m.Subject != "voice.hang.t.good" || m.Header.Get("Nats-Msg-Id") != "good:user-1:hang" {
+		t.Errorf("output %s %q, want the hang of the good call at its deadline", m.Subject, m.Header.Get("Nats-Msg-Id"))
+	}
+	if st := h.eng.Stats(); st.Calls != 2 || st.Hangs() != 1 {
+		t.Errorf("engine Stats() = %+v, want 2 calls and 1 hang", st)
+	}
 }
