@@ -12,4 +12,8 @@
 // logs (rate-limited, never the text) and dead-letters bad input; a Sink that publishes
 // outputs with the Content-Type and Nats-Msg-Id headers; and an Embedded server, so that
 // hangwatch runs on a bare machine and tests run against a real broker.
+//
+// In JetStream mode, a JetStreamSource replays the stored calls before it consumes live
+// through a durable consumer, and a JetStreamSink stores the outputs in a stream that
+// drops duplicates, so that hangwatch survives restarts (see JetStreamSource).
 package transport

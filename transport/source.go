@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/detector"
@@ -25,7 +26,8 @@ const (
 	HeaderSubject        = "Hangwatch-Subject"
 )
 
-// SourceOptions configures a Source.
+// SourceOptions configures a Source, or a JetStreamSource (which has no use for
+// PendingMsgs, PendingBytes and Now: it pulls, and stamps the stored time).
 type SourceOptions struct {
 	// Subjects to consume (default DefaultSubject).
 	Subjects []string
@@ -50,14 +52,24 @@ type SourceOptions struct {
 // Source consumes events from core NATS subscriptions and hands them, decoded, to the
 // engine. It implements engine.Source.
 type Source struct {
+	intake
+	deliver func(*detector.Event)
+	ready   atomic.Bool
+}
+
+// intake is what the core NATS Source and the JetStreamSource share: it decodes a
+// received message into a pooled event stamped with its received time, counts events by
+// type, and counts, logs (rate-limited, never the text) and dead-letters bad input.
+type intake struct {
 	conn    *Conn
 	o       SourceOptions
 	log     *zap.Logger
 	limited *zap.Logger
 	pool    sync.Pool
-	deliver func(*detector.Event)
-	ready   atomic.Bool
-	stats   sourceCounters
+	// settle acknowledges the JetStream message of a pooled event once the engine is
+	// done with it; nil for core NATS, whose events carry no message.
+	settle func(jetstream.Msg)
+	stats  sourceCounters
 }
 
 type sourceCounters struct {
@@ -82,11 +94,19 @@ type SourceStats struct {
 // the payload.
 type pooled struct {
 	ev   detector.Event
+	msg  jetstream.Msg // acknowledged by Done; nil when there is nothing to acknowledge
 	done func()
 }
 
 // NewSource returns a source that consumes through c.
 func NewSource(c *Conn, o SourceOptions) *Source {
+	s := &Source{}
+	s.init(c, o)
+	return s
+}
+
+// init applies the defaults of o and readies the pool.
+func (in *intake) init(c *Conn, o SourceOptions) {
 	if len(o.Subjects) == 0 {
 		o.Subjects = []string{DefaultSubject}
 	}
@@ -109,13 +129,12 @@ func NewSource(c *Conn, o SourceOptions) *Source {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Source{conn: c, o: o, log: log, limited: logs.RateLimited(log)}
-	s.pool.New = func() any {
+	in.conn, in.o, in.log, in.limited = c, o, log, logs.RateLimited(log)
+	in.pool.New = func() any {
 		p := &pooled{}
-		p.done = func() { s.pool.Put(p) }
+		p.done = func() { in.release(p) }
 		return p
 	}
-	return s
 }
 
 // Ready reports whether the source is subscribed and not draining.
@@ -179,56 +198,77 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 // handle decodes one message and delivers it; it runs on the subscription's goroutine,
 // so the events of a subject arrive in order.
 func (s *Source) handle(m *nats.Msg) {
-	received := s.o.Now().UnixNano()
-	p := s.pool.Get().(*pooled)
-	if err := Decode(&p.ev, m.Data, s.o.Limits); err != nil {
-		s.pool.Put(p)
-		s.reject(m, err)
+	p, err := s.decode(m.Data, s.o.Now().UnixNano())
+	if err != nil {
+		s.reject(m.Subject, m.Data, err)
 		return
 	}
-	p.ev.Received, p.ev.Done = received, p.done
-	s.stats.events[p.ev.Type].Add(1)
 	s.deliver(&p.ev)
+}
+
+// decode decodes data into a pooled event received at received (Unix ns) and counts
+// it. On error, nothing is kept: the caller rejects or skips the message.
+func (in *intake) decode(data []byte, received int64) (*pooled, error) {
+	p := in.pool.Get().(*pooled)
+	if err := Decode(&p.ev, data, in.o.Limits); err != nil {
+		in.pool.Put(p)
+		return nil, err
+	}
+	p.ev.Received, p.ev.Done = received, p.done
+	in.stats.events[p.ev.Type].Add(1)
+	return p, nil
+}
+
+// release is a pooled event's Done: the engine is finished with the event, so its
+// message is acknowledged and the event goes back to the pool.
+func (in *intake) release(p *pooled) {
+	if p.msg != nil {
+		in.settle(p.msg)
+		p.msg = nil
+	}
+	in.pool.Put(p)
 }
 
 // reject counts a bad event, logs it (rate-limited per reason; its text only at debug
 // level) and dead-letters it.
-func (s *Source) reject(m *nats.Msg, err error) {
+func (in *intake) reject(subject string, data []byte, err error) {
 	reason, _ := BadInputReason(err)
-	s.stats.bad[reason].Add(1)
-	s.limited.Warn("bad input: "+reason.String(), zap.String("subject", m.Subject), zap.Int("bytes", len(m.Data)), zap.Error(err))
-	if ce := s.log.Check(zap.DebugLevel, "bad input payload"); ce != nil {
-		ce.Write(zap.String("subject", m.Subject), zap.ByteString("payload", m.Data[:min(len(m.Data), 1024)]))
+	in.stats.bad[reason].Add(1)
+	in.limited.Warn("bad input: "+reason.String(), zap.String("subject", subject), zap.Int("bytes", len(data)), zap.Error(err))
+	if ce := in.log.Check(zap.DebugLevel, "bad input payload"); ce != nil {
+		ce.Write(zap.String("subject", subject), zap.ByteString("payload", data[:min(len(data), 1024)]))
 	}
-	if s.o.DeadLetter == "" {
+	if in.o.DeadLetter == "" {
 		return
 	}
-	dl := nats.NewMsg(s.o.DeadLetter)
-	dl.Data = m.Data
+	dl := nats.NewMsg(in.o.DeadLetter)
+	dl.Data = data
 	dl.Header.Set(HeaderBadInputReason, reason.String())
 	dl.Header.Set(HeaderBadInputError, err.Error())
-	dl.Header.Set(HeaderSubject, m.Subject)
-	if err := s.conn.NATS().PublishMsg(dl); err != nil {
-		s.stats.deadErrors.Add(1)
-		s.limited.Error("dead letter", zap.String("subject", s.o.DeadLetter), zap.Error(err))
+	dl.Header.Set(HeaderSubject, subject)
+	if err := in.conn.NATS().PublishMsg(dl); err != nil {
+		in.stats.deadErrors.Add(1)
+		in.limited.Error("dead letter", zap.String("subject", in.o.DeadLetter), zap.Error(err))
 		return
 	}
-	s.stats.deadLettered.Add(1)
+	in.stats.deadLettered.Add(1)
 }
 
 // Stats returns the source's counters.
-func (s *Source) Stats() SourceStats {
+func (s *Source) Stats() SourceStats { return s.sourceStats() }
+
+func (in *intake) sourceStats() SourceStats {
 	st := SourceStats{Events: map[detector.Type]int64{}, Bad: map[Reason]int64{}}
-	for t := range s.stats.events {
-		if n := s.stats.events[t].Load(); n > 0 {
+	for t := range in.stats.events {
+		if n := in.stats.events[t].Load(); n > 0 {
 			st.Events[detector.Type(t)] = n
 		}
 	}
 	for _, r := range Reasons() {
-		if n := s.stats.bad[r].Load(); n > 0 {
+		if n := in.stats.bad[r].Load(); n > 0 {
 			st.Bad[r] = n
 		}
 	}
-	st.DeadLettered, st.DeadLetterErrors = s.stats.deadLettered.Load(), s.stats.deadErrors.Load()
+	st.DeadLettered, st.DeadLetterErrors = in.stats.deadLettered.Load(), in.stats.deadErrors.Load()
 	return st
 }
