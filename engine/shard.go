@@ -126,7 +126,7 @@ func (s *shard) apply(ev *detector.Event) {
 		if !s.e.admit() {
 			s.stats.refused.Add(1)
 			s.e.limited.Warn("call refused: max-calls reached",
-				zap.String("call_id", ev.CallID), zap.Int64("max_calls", s.e.maxCalls))
+				zap.String("call_id", ev.CallID), zap.String("team_id", teamOf(ev.Payload)), zap.Int64("max_calls", s.e.maxCalls))
 			return
 		}
 		id = s.alloc(cloneID(ev.CallID))
@@ -199,17 +199,27 @@ func (s *shard) publish(callID string, out *detector.Output) {
 		} else {
 			s.stats.hangsTurnTimeout.Add(1)
 		}
-		s.e.log.Info("hang", zap.String("call_id", callID), zap.Stringer("reason", out.Reason),
+		s.e.log.Info("hang", zap.String("call_id", callID), zap.String("team_id", teamOf(out.Latest)), zap.Stringer("reason", out.Reason),
 			zap.String("user_message_id", out.UserMessageID), zap.Duration("wait", out.Wait.Round(time.Millisecond)))
 	case detector.KindResolved:
 		s.stats.resolved.Add(1)
-		s.e.log.Info("hang resolved", zap.String("call_id", callID), zap.Stringer("reason", out.Reason),
+		s.e.log.Info("hang resolved", zap.String("call_id", callID), zap.String("team_id", teamOf(out.Latest)), zap.Stringer("reason", out.Reason),
 			zap.String("reply_message_id", out.ReplyMessageID), zap.Duration("wait", out.Wait.Round(time.Millisecond)))
 	}
 	if err := s.e.sink.Publish(callID, out); err != nil {
 		s.stats.publishErrors.Add(1)
 		s.e.limited.Error("publish", zap.String("call_id", callID), zap.Stringer("kind", out.Kind), zap.Error(err))
 	}
+}
+
+// teamed is a payload that knows its call's team, for logs.
+type teamed interface{ TeamID() string }
+
+func teamOf(p detector.Payload) string {
+	if t, ok := p.(teamed); ok {
+		return t.TeamID()
+	}
+	return ""
 }
 
 // alloc takes a slot for a new call.
