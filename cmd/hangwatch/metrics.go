@@ -25,10 +25,11 @@ import (
 type sources struct {
 	engine *engine.Engine
 	conn   *transport.Conn
-	input  interface {
-		Stats() transport.SourceStats
-		Ready() bool
-	}
+	input  func() transport.SourceStats
+	ready  func() bool // subscribed and not draining
+	// In JetStream mode only.
+	jsInput func() transport.JetStreamStats
+	jsSink  func() transport.JetStreamSinkStats
 }
 
 // collector turns the stats of the engine and transport into Prometheus metrics.
@@ -58,6 +59,13 @@ var (
 	descReconnects    = desc("nats_reconnects_total", "Reconnections to NATS.")
 	descSlow          = desc("nats_slow_consumer_total", "Times NATS dropped events because hangwatch fell behind.")
 	descAsyncErrors   = desc("nats_async_errors_total", "Other errors NATS reported asynchronously.")
+
+	descReplayed    = desc("jetstream_replayed_total", "Stored events replayed at start to rebuild the live calls.")
+	descRedelivered = desc("jetstream_redelivered_total", "Live events the server delivered again (an ack was lost or late).")
+	descAckErrors   = desc("jetstream_ack_errors_total", "Acknowledgements of applied events that could not be sent.")
+	descDuplicates  = desc("hang_stream_duplicates_total", "Outputs the hang stream dropped as duplicates: stalls detected again after a restart.")
+	descRetries     = desc("hang_publish_retries_total", "Publications of outputs retried after a failure.")
+	descQueued      = desc("hang_publish_queue", "Outputs waiting to be stored in the hang stream.")
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
@@ -69,7 +77,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
-	in := c.s.input.Stats()
+	in := c.s.input()
 	for _, t := range []detector.Type{detector.TypeConversationUpdate, detector.TypeStatusUpdate,
 		detector.TypeEndOfCallReport, detector.TypeOther, detector.TypeOutput} {
 		counter(descEvents, in.Events[t], t.String())
@@ -106,6 +114,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReconnects, cs.Reconnects)
 	counter(descSlow, cs.SlowConsumers)
 	counter(descAsyncErrors, cs.AsyncErrors)
+
+	if c.s.jsInput != nil {
+		js := c.s.jsInput()
+		counter(descReplayed, js.Replayed)
+		counter(descRedelivered, js.Redelivered)
+		counter(descAckErrors, js.AckErrors)
+	}
+	if c.s.jsSink != nil {
+		js := c.s.jsSink()
+		counter(descDuplicates, js.Duplicates)
+		counter(descRetries, js.Retries)
+		gauge(descQueued, int64(js.Queued))
+	}
 }
 
 // observed is a Sink that records, for each output it publishes, the detection lag of a
@@ -187,7 +208,7 @@ func startMetrics(addr string, reg *prometheus.Registry, s sources, log *zap.Log
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.conn.Stats().Connected || !s.input.Ready() {
+		if !s.conn.Stats().Connected || !s.ready() {
 			http.Error(w, "not ready: not connected, not subscribed yet, or draining", http.StatusServiceUnavailable)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -37,6 +38,11 @@ type sidecarOptions struct {
 	drainTimeout                 time.Duration
 	logLevel, logFormat          string
 	metricsListen                string
+
+	// JetStream mode.
+	jetstream                   bool
+	stream, hangStream, durable string
+	streamPerSubject            int64
 }
 
 func sidecarFlags(c *command) *sidecarOptions {
@@ -64,6 +70,12 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error; only debug logs message text")
 	fs.StringVar(&o.logFormat, "log-format", "json", "json or console")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "host:port serving /metrics, /healthz and /readyz; empty disables it")
+	fs.BoolVar(&o.jetstream, "jetstream", false, "read events from a JetStream stream and publish hangs into one: nothing is lost across restarts")
+	fs.StringVar(&o.stream, "stream", transport.DefaultStream, "with --jetstream: the events stream over --subject, created if missing")
+	fs.Int64Var(&o.streamPerSubject, "stream-per-subject", 1, "with --jetstream: messages the events stream keeps per subject when it creates it")
+	fs.StringVar(&o.hangStream, "hang-stream", transport.DefaultHangStream, "with --jetstream: the stream of hangs and resolutions, created if missing")
+	fs.StringVar(&o.durable, "durable", transport.DefaultDurable, "with --jetstream: the durable consumer of the events; one per hangwatch")
+	fs.StringVar(&o.embedded.StoreDir, "embedded-store-dir", filepath.Join(os.TempDir(), "hangwatch", "jetstream"), "with --jetstream and the embedded server: where it stores its streams")
 	return o
 }
 
@@ -104,6 +116,10 @@ func (o *sidecarOptions) validate() error {
 	if o.drainTimeout <= 0 {
 		return fmt.Errorf("--drain-timeout must be above 0, got %v", o.drainTimeout)
 	}
+	if o.jetstream && o.streamPerSubject < 1 {
+		return fmt.Errorf("--stream-per-subject must be at least 1, got %d", o.streamPerSubject)
+	}
+	o.embedded.JetStream = o.jetstream
 	return nil
 }
 
@@ -139,10 +155,11 @@ type sidecar struct {
 	log      *zap.Logger
 	embedded *transport.Embedded // nil with --nats-url
 	conn     *transport.Conn
-	source   *transport.Source
-	sink     *transport.Sink
 	engine   *engine.Engine
 	metrics  *metricsServer // nil without --metrics-listen
+	stats    sources        // what the metrics read
+	// closeSink flushes the outputs the sink still holds (JetStream mode).
+	closeSink func(context.Context) error
 }
 
 // startSidecar starts what `hangwatch run` runs, up to the engine, which run starts.
@@ -168,16 +185,31 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar
 		return nil, err
 	}
 	sc.conn = conn
-	sc.source = transport.NewSource(conn, transport.SourceOptions{
+	so := transport.SourceOptions{
 		Subjects: o.subjects.values, Limits: o.limits, DeadLetter: o.deadLetter,
 		DrainTimeout: o.drainTimeout, Now: clk.Now, Logger: log,
-	})
-	sc.sink = transport.NewSink(conn, transport.SinkOptions{HangSubject: o.hangTmpl, ResolvedSubject: o.resolvedTmpl})
+	}
+	sink := transport.SinkOptions{HangSubject: o.hangTmpl, ResolvedSubject: o.resolvedTmpl}
+	var (
+		source engine.Source
+		output engine.Sink
+	)
+	if o.jetstream {
+		source, output, err = sc.jetStream(so, sink)
+	} else {
+		src := transport.NewSource(conn, so)
+		source, output = src, transport.NewSink(conn, sink)
+		sc.stats.input, sc.stats.ready = src.Stats, src.Ready
+	}
 	reg := newRegistry()
-	sc.engine, err = engine.New(sc.source, newObserved(sc.sink, clk, reg), engine.WithConfig(o.det), engine.WithClock(clk),
-		engine.WithLogger(log), engine.WithShards(o.shards), engine.WithMaxCalls(o.maxCalls))
+	if err == nil {
+		sc.stats.conn = conn
+		sc.engine, err = engine.New(source, newObserved(output, clk, reg), engine.WithConfig(o.det), engine.WithClock(clk),
+			engine.WithLogger(log), engine.WithShards(o.shards), engine.WithMaxCalls(o.maxCalls))
+	}
 	if err == nil && o.metricsListen != "" {
-		sc.metrics, err = startMetrics(o.metricsListen, reg, sources{engine: sc.engine, conn: conn, input: sc.source}, log)
+		sc.stats.engine = sc.engine
+		sc.metrics, err = startMetrics(o.metricsListen, reg, sc.stats, log)
 		if err != nil {
 			err = fmt.Errorf("--metrics-listen: %w", err)
 		}
@@ -187,6 +219,28 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar
 		return nil, err
 	}
 	return sc, nil
+}
+
+// jetStream makes the source and sink of JetStream mode: the events stream and its
+// durable consumer, and the hang stream.
+func (sc *sidecar) jetStream(so transport.SourceOptions, sink transport.SinkOptions) (engine.Source, engine.Sink, error) {
+	o := sc.o
+	ctx, cancel := context.WithTimeout(context.Background(), o.conn.ConnectTimeout+10*time.Second)
+	defer cancel()
+	src, err := transport.NewJetStreamSource(ctx, sc.conn, so,
+		transport.StreamOptions{Name: o.stream, PerSubject: o.streamPerSubject, MaxAge: o.det.CallTTL},
+		transport.ConsumerOptions{Durable: o.durable})
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := transport.NewJetStreamSink(ctx, sc.conn, sink, transport.JetStreamSinkOptions{Stream: o.hangStream, Logger: sc.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	sc.closeSink = out.Close
+	sc.stats.input = func() transport.SourceStats { return src.Stats().SourceStats }
+	sc.stats.ready, sc.stats.jsInput, sc.stats.jsSink = src.Ready, src.Stats, out.Stats
+	return src, out, nil
 }
 
 // run runs the engine until ctx is done, then shuts down in order: the subscription
@@ -218,12 +272,20 @@ func (sc *sidecar) run(ctx context.Context) error {
 	return err
 }
 
-// close closes the connection, flushing what was published, then stops the embedded
-// server.
+// close flushes the outputs the sink still holds, closes the connection, flushing what
+// was published, then stops the embedded server.
 func (sc *sidecar) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), sc.o.drainTimeout)
 	defer cancel()
-	err := sc.conn.Close(ctx)
+	var err error
+	if sc.closeSink != nil {
+		if err = sc.closeSink(ctx); err != nil {
+			sc.log.Error("outputs left unpublished: a restart detects the stalls still unanswered again", zap.Error(err))
+		}
+	}
+	if cerr := sc.conn.Close(ctx); err == nil {
+		err = cerr
+	}
 	sc.shutdownEmbedded()
 	return err
 }

@@ -17,8 +17,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	zapobserver "go.uber.org/zap/zaptest/observer"
-
-	"github.com/hangwatch/hangwatch/transport"
 )
 
 // testSidecar is `hangwatch run` wired in process on a fake clock, with its embedded
@@ -59,7 +57,7 @@ func startTestSidecar(t *testing.T, level zapcore.Level, args ...string) *testSi
 		t.Fatal(err)
 	}
 	t.Cleanup(h.client.Close)
-	h.until(func() bool { return sc.source.Ready() }, "source ready")
+	h.until(sc.stats.ready, "source ready")
 	return h
 }
 
@@ -96,7 +94,7 @@ func (h *testSidecar) send(data []byte) {
 }
 
 func (h *testSidecar) decoded() int64 {
-	st := h.sc.source.Stats()
+	st := h.sc.stats.input()
 	var n int64
 	for _, v := range st.Events {
 		n += v
@@ -266,7 +264,9 @@ func TestMetricsAfterCalls(t *testing.T) {
 // TestReadyzWhileDraining checks that /readyz says not ready once the sidecar drains.
 func TestReadyzWhileDraining(t *testing.T) {
 	h := startTestSidecar(t, zap.InfoLevel)
-	m, err := startMetrics("127.0.0.1:0", newRegistry(), sources{engine: h.sc.engine, conn: h.sc.conn, input: notReady{h.sc.source}}, zap.NewNop())
+	draining := h.sc.stats
+	draining.ready = func() bool { return false }
+	m, err := startMetrics("127.0.0.1:0", newRegistry(), draining, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,11 +288,6 @@ func TestReadyzWhileDraining(t *testing.T) {
 	}
 }
 
-// notReady is a source that has stopped consuming, as during a drain.
-type notReady struct{ *transport.Source }
-
-func (notReady) Ready() bool { return false }
-
 // TestLogsHoldNoTranscript runs a stalled call, a resolution and bad input through the
 // sidecar at info level: no log line holds a word the caller or assistant said. At debug
 // level, asked for explicitly, the text of bad input may appear.
@@ -311,8 +306,8 @@ func TestLogsHoldNoTranscript(t *testing.T) {
 				lines = append(lines, fmt.Sprintf("%s %v", e.Message, e.ContextMap()))
 			}
 			all := strings.Join(lines, "\n")
-			if !strings.Contains(all, `"hang"`) && !strings.Contains(all, "hang ") {
-				t.Errorf("the hang was not logged:\n%s", all)
+			if !strings.Contains(all, "hang map[call_id:c1") || !strings.Contains(all, "team_id:t1") {
+				t.Errorf("the hang was not logged with its call and team:\n%s", all)
 			}
 			leaked := strings.Contains(all, secret)
 			if level == zap.InfoLevel && leaked {

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hangwatch/hangwatch/transport"
+)
+
+// jsBroker is a NATS server with JetStream that outlives the hangwatch processes of a
+// test, and a client of it.
+type jsBroker struct {
+	t   *testing.T
+	url string
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+func newJSBroker(t *testing.T) *jsBroker {
+	t.Helper()
+	srv, err := transport.StartEmbedded(transport.EmbeddedOptions{Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &jsBroker{t: t, url: srv.ClientURL(), nc: nc, js: js}
+}
+
+// start runs `hangwatch run --jetstream` against the broker with a 2 s turn timeout.
+func (b *jsBroker) start() *process {
+	b.t.Helper()
+	p := startBinary(b.t, "run", "--nats-url", b.url, "--jetstream", "--timeout", "2s", "--max-wait", "0",
+		"--metrics-listen", "")
+	p.waitLog(b.t, "consuming live")
+	return p
+}
+
+// publish stores an event in the events stream and returns its sequence.
+func (b *jsBroker) publish(subject string, data []byte) uint64 {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ack, err := b.js.Publish(ctx, subject, data)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// applied waits until the running hangwatch has acknowledged the event at seq: the
+// engine has applied it.
+func (b *jsBroker) applied(seq uint64) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for {
+		c, err := b.js.Consumer(ctx, transport.DefaultStream, transport.DefaultDurable)
+		if err == nil {
+			if info, err := c.Info(ctx); err == nil && info.AckFloor.Stream >= seq {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			b.t.Fatalf("event %d never acknowledged", seq)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// hangs returns the outputs stored in the hang stream.
+func (b *jsBroker) hangs() []*nats.Msg {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	s, err := b.js.Stream(ctx, transport.DefaultHangStream)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []*nats.Msg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		out = append(out, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	return out
+}
+
+// TestBinaryKillRestartJetStream kills hangwatch with SIGKILL before two stalls reach
+// their deadlines, answers one of them while it is down, and restarts it after the
+// deadlines: the unanswered stall hangs once, within 1 s of the restart, and the
+// answered one does not.
+func TestBinaryKillRestartJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary in real time")
+	}
+	b := newJSBroker(t)
+	sub, err := b.nc.SubscribeSync("voice.hang.>")
+	if err == nil {
+		err = b.nc.Flush()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := b.start()
+	b.publish("voice.events.stalled.conversation-update", turnEvent("stalled", "user-1"))
+	b.applied(b.publish("voice.events.answered.conversation-update", turnEvent("answered", "user-1")))
+	if code := p.stop(t, syscall.SIGKILL); code != -1 {
+		t.Logf("exit code after SIGKILL: %d", code)
+	}
+	b.publish("voice.events.answered.conversation-update", turnEvent("answered", "user-1", "reply-1"))
+	time.Sleep(2500 * time.Millisecond) // both deadlines pass while hangwatch is down
+
+	restarted := time.Now()
+	p = b.start()
+	m, err := sub.NextMsg(waitFor)
+	if err != nil {
+		t.Fatalf("no hang after the restart: %v\n%s", err, p.stderr)
+	}
+	if d := time.Since(restarted); d > time.Second {
+		t.Errorf("hang %v after the restart, want within 1 s", d)
+	}
+	if m.Subject != "voice.hang.team-1.stalled" || m.Header.Get("Nats-Msg-Id") != "stalled:user-1:hang" {
+		t.Errorf("hang %s %q, want the stalled call's", m.Subject, m.Header.Get("Nats-Msg-Id"))
+	}
+	if m, err := sub.NextMsg(time.Second); err == nil {
+		t.Errorf("a second hang: %s %s", m.Subject, m.Data)
+	}
+	if got := b.hangs(); len(got) != 1 {
+		t.Errorf("hang stream holds %d outputs, want 1", len(got))
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, p.stderr)
+	}
+}
+
+// TestBinaryKillAfterHangJetStream kills hangwatch right after it published a hang and
+// restarts it: it detects the stall again, and the hang stream still holds it once.
+func TestBinaryKillAfterHangJetStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary in real time")
+	}
+	b := newJSBroker(t)
+	p := b.start()
+	b.applied(b.publish("voice.events.stalled.conversation-update", turnEvent("stalled", "user-1")))
+	deadline := time.Now().Add(waitFor)
+	for len(b.hangs()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no hang stored:\n%s", p.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.stop(t, syscall.SIGKILL)
+
+	p = b.start()
+	// The replayed stall is past its deadline: the new process detects it at once and
+	// publishes it again, and the stream drops it as a duplicate.
+	p.waitLog(t, "hang")
+	if !bytes.Contains(p.stderr.Bytes(), []byte(`"call_id":"stalled"`)) {
+		t.Errorf("the restarted process did not detect the stall again:\n%s", p.stderr)
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, p.stderr)
+	}
+	if got := b.hangs(); len(got) != 1 {
+		var subjects []string
+		for _, m := range got {
+			subjects = append(subjects, fmt.Sprintf("%s %s", m.Subject, m.Header.Get("Nats-Msg-Id")))
+		}
+		t.Errorf("hang stream holds %d outputs, want 1: %v", len(got), subjects)
+	}
+}
