@@ -6,7 +6,11 @@ BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X main.version=$(VERSION)
 
-.PHONY: build demo test bench benchstat lint
+# Every fuzz target, as package:name. make test runs each for a few seconds.
+FUZZ_TARGETS := ./transport:FuzzDecode ./transport:FuzzAppendOutput ./clock:FuzzWheel ./engine:FuzzEngine
+FUZZTIME     ?= 10m
+
+.PHONY: build demo test fuzz soak bench benchstat lint
 
 ## build: the hangwatch binary, in bin/
 build:
@@ -16,10 +20,22 @@ build:
 demo:
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/hangwatch demo
 
-## test: vet, then every test under the race detector
+## test: vet, every test under the race detector, then each fuzz target for 5 s
 test:
 	$(GO) vet ./...
 	$(GO) test -race ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## fuzz: run each fuzz target for FUZZTIME (default 10m); a failing input lands in testdata/fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$pkg || exit 1; \
+	done
+
+## soak: 100,000 calls for 5 minutes under the race detector: flat memory, no missed or false hang
+soak:
+	$(GO) test -race -tags soak -run '^TestSoak$$' -timeout 30m -v ./cmd/hangwatch
 
 ## bench: the testing.B benchmarks, 10 runs each, into bench/out/bench.txt for benchstat
 bench:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
@@ -43,9 +44,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := def
 	cfg.Calls, cfg.StallShare, cfg.HelloShare, cfg.Seed = *calls, *stallShare, *helloShare, *seed
-	cfg.Timeout, cfg.MaxWait, cfg.HangUpOnStop = *timeout, *maxWait, true
-	simulation, err := sim.New(cfg)
-	if err != nil {
+	cfg.Timeout, cfg.MaxWait = *timeout, *maxWait
+	if err := cfg.Validate(); err != nil {
 		return usageError{c, err}
 	}
 	if *duration <= 0 {
@@ -57,79 +57,108 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	defer log.Sync() //nolint:errcheck // nothing is left to report it to
 
-	emb, err := transport.StartEmbedded(transport.EmbeddedOptions{Listen: *listen, Logger: log})
-	if err != nil && *listen == transport.DefaultEmbeddedListen {
-		emb, err = transport.StartEmbedded(transport.EmbeddedOptions{Listen: "127.0.0.1:0", Logger: log})
-	}
-	if err != nil {
-		return err
-	}
-	defer emb.Shutdown()
-
-	// The sidecar, exactly as `hangwatch run --nats-url <embedded>` would run it.
-	rc := newCommand("run", "")
-	o := sidecarFlags(rc)
-	if err := rc.parse(nil, func(string) string { return "" }); err != nil {
-		return err
-	}
-	o.conn.URL, o.metricsListen = emb.ClientURL(), ""
-	o.det.Timeout, o.det.MaxWait = cfg.Timeout, cfg.MaxWait
-	if err := o.validate(); err != nil {
-		return usageError{c, err}
-	}
-	sc, err := startSidecar(o, clock.Real(), log)
-	if err != nil {
-		return err
-	}
-
-	client, err := nats.Connect(emb.ClientURL(), nats.Name("hangwatch-demo"))
-	if err != nil {
-		return fmt.Errorf("connect the simulated pipeline: %w", err)
-	}
-	defer client.Close()
-	obs, err := observe(client, o, stdout)
-	if err != nil {
-		return err
-	}
-
-	fmt.Fprintf(stdout, "hangwatch demo: %d calls for %v, NATS at %s (try: hangwatch tail --nats-url %s --format text)\n",
-		cfg.Calls, *duration, emb.ClientURL(), emb.ClientURL())
-	fmt.Fprintf(stdout, "turn timeout %v, max wait %v; %.0f%% of turns stall, %.0f%% are \"hello? hello?\"\n\n",
-		cfg.Timeout, cfg.MaxWait, cfg.StallShare*100, cfg.HelloShare*100)
-
 	ctx, stop := signalContext(func(os.Signal) {})
 	defer stop()
-	engineCtx, stopEngine := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var engineErr error
-	wg.Go(func() { engineErr = sc.run(engineCtx) })
-
-	runner := sim.NewRunner(simulation, client.Publish)
-	simCtx, cancel := context.WithTimeout(ctx, *duration)
-	simErr := runner.Run(simCtx) // returns after hanging up every live call
-	cancel()
-	if err := client.Flush(); err != nil && simErr == nil {
-		simErr = err
+	ctx, cancel := context.WithTimeout(ctx, *duration)
+	defer cancel()
+	tally, st, err := simulate(ctx, simOptions{cfg: cfg, listen: *listen, log: log, lines: stdout,
+		onStart: func(url string, _ *sidecar) {
+			fmt.Fprintf(stdout, "hangwatch demo: %d calls for %v, NATS at %s (try: hangwatch tail --nats-url %s --format text)\n",
+				cfg.Calls, *duration, url, url)
+			fmt.Fprintf(stdout, "turn timeout %v, max wait %v; %.0f%% of turns stall, %.0f%% are \"hello? hello?\"\n\n",
+				cfg.Timeout, cfg.MaxWait, cfg.StallShare*100, cfg.HelloShare*100)
+		}})
+	if err != nil {
+		return err
 	}
-	stopEngine() // drains what the pipeline published, publishes what is due
-	wg.Wait()
-	if err := client.Flush(); err != nil && simErr == nil { // every output has reached us
-		simErr = err
-	}
-	observations := obs.stop()
-
-	st := runner.Stats()
-	tally := runner.Truth().Tally(observations, st.Cutoff)
 	fmt.Fprintf(stdout, "\nevents=%d bytes=%d\n%s\n", st.Events, st.Bytes, tally.Summary())
-	switch {
-	case simErr != nil:
-		return simErr
-	case engineErr != nil:
-		return engineErr
-	case tally.Missed > 0 || tally.False > 0:
+	if tally.Missed > 0 || tally.False > 0 {
 		return errDemoMismatch
 	}
 	return nil
+}
+
+// simOptions describe a simulated pipeline run against the sidecar.
+type simOptions struct {
+	cfg    sim.Config
+	listen string // where the embedded NATS server listens; if taken, a free port
+	log    *zap.Logger
+	lines  io.Writer // where each hang and resolution is printed as it happens; nil: nowhere
+	// onStart, when set, is called once everything runs, with the server's URL.
+	onStart func(url string, sc *sidecar)
+}
+
+// simulate runs the simulated pipeline of o.cfg against the sidecar, exactly as `hangwatch
+// run` runs it, on an embedded NATS server, until ctx is done. It then hangs up every
+// live call, lets the sidecar drain and publish what is due, and compares what it
+// published with the ground truth. The demo shows it for seconds, the soak test runs it
+// for minutes.
+func simulate(ctx context.Context, o simOptions) (sim.Tally, sim.Stats, error) {
+	cfg := o.cfg
+	cfg.HangUpOnStop = true // the end of the run must not look like silence
+	simulation, err := sim.New(cfg)
+	if err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	emb, err := transport.StartEmbedded(transport.EmbeddedOptions{Listen: o.listen, Logger: o.log})
+	if err != nil && o.listen == transport.DefaultEmbeddedListen {
+		emb, err = transport.StartEmbedded(transport.EmbeddedOptions{Listen: "127.0.0.1:0", Logger: o.log})
+	}
+	if err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	defer emb.Shutdown()
+
+	rc := newCommand("run", "")
+	so := sidecarFlags(rc)
+	if err := rc.parse(nil, func(string) string { return "" }); err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	so.conn.URL, so.metricsListen = emb.ClientURL(), ""
+	so.det.Timeout, so.det.MaxWait = cfg.Timeout, cfg.MaxWait
+	if err := so.validate(); err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	sc, err := startSidecar(so, clock.Real(), o.log)
+	if err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	var (
+		wg        sync.WaitGroup
+		engineErr error
+	)
+	wg.Go(func() { engineErr = sc.run(engineCtx) })
+	defer func() { stopEngine(); wg.Wait() }()
+
+	client, err := nats.Connect(emb.ClientURL(), nats.Name("hangwatch-simulated-pipeline"))
+	if err != nil {
+		return sim.Tally{}, sim.Stats{}, fmt.Errorf("connect the simulated pipeline: %w", err)
+	}
+	defer client.Close()
+	obs, err := observe(client, so, o.lines)
+	if err != nil {
+		return sim.Tally{}, sim.Stats{}, err
+	}
+	if o.onStart != nil {
+		o.onStart(emb.ClientURL(), sc)
+	}
+
+	runner := sim.NewRunner(simulation, client.Publish)
+	err = runner.Run(ctx) // returns after hanging up every live call
+	if ferr := client.Flush(); err == nil {
+		err = ferr
+	}
+	stopEngine() // drains what the pipeline published, publishes what is due
+	wg.Wait()
+	if ferr := client.Flush(); err == nil { // every output has reached us
+		err = ferr
+	}
+	if err == nil {
+		err = engineErr
+	}
+	st := runner.Stats()
+	return runner.Truth().Tally(obs.stop(), st.Cutoff), st, err
 }
 
 // observer prints the hangs and resolutions as they arrive and keeps them for the
@@ -140,12 +169,15 @@ type observer struct {
 	seen []sim.Observation
 }
 
-func observe(nc *nats.Conn, o *sidecarOptions, stdout io.Writer) (*observer, error) {
+func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, error) {
 	obs := &observer{}
 	for _, t := range []transport.SubjectTemplate{o.hangTmpl, o.resolvedTmpl} {
-		// One subscription handler at a time prints, so lines never interleave.
 		sub, err := nc.Subscribe(t.Wildcard(), func(m *nats.Msg) {
-			fmt.Fprintln(stdout, summarize(m.Subject, m.Data))
+			if lines != nil {
+				obs.mu.Lock() // the two subscriptions' handlers never interleave lines
+				fmt.Fprintln(lines, summarize(m.Subject, m.Data))
+				obs.mu.Unlock()
+			}
 			var ev event
 			if json.Unmarshal(m.Data, &ev) != nil {
 				return
