@@ -40,7 +40,7 @@ func AppendOutput(dst []byte, callID string, out *detector.Output) []byte {
 		dst = append(dst, call...)
 	} else {
 		dst = append(dst, `{"id":`...)
-		dst = appendString(dst, callID)
+		dst = AppendJSONString(dst, callID)
 		dst = append(dst, '}')
 	}
 	dst = appendValue(append(dst, `,"assistant":`...), snap.Assistant(), "{}")
@@ -50,14 +50,14 @@ func AppendOutput(dst []byte, callID string, out *detector.Output) []byte {
 	dst = appendValue(append(dst, `,"analysis":`...), snap.Analysis(), "{}")
 
 	dst = append(dst, `,"hang":{"reason":`...)
-	dst = appendString(dst, out.Reason.String())
+	dst = AppendJSONString(dst, out.Reason.String())
 	dst = append(dst, `,"userMessageId":`...)
-	dst = appendString(dst, out.UserMessageID)
+	dst = AppendJSONString(dst, out.UserMessageID)
 	dst = append(dst, `,"firstUserMessageId":`...)
-	dst = appendString(dst, out.FirstUserMessageID)
+	dst = AppendJSONString(dst, out.FirstUserMessageID)
 	if resolved {
 		dst = append(dst, `,"replyMessageId":`...)
-		dst = appendString(dst, out.ReplyMessageID)
+		dst = AppendJSONString(dst, out.ReplyMessageID)
 	}
 	dst = append(dst, `,"waitMs":`...)
 	dst = strconv.AppendInt(dst, out.Wait.Milliseconds(), 10)
@@ -88,10 +88,11 @@ func MsgID(callID string, out *detector.Output) string {
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string. Invalid UTF-8 becomes \ufffd, byte by byte,
-// as encoding/json does; U+2028 and U+2029 are escaped too, so that the event can be
-// embedded in JavaScript.
-func appendString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes \ufffd, byte by
+// byte, as encoding/json does; U+2028 and U+2029 are escaped too, so that the event can
+// be embedded in JavaScript. Everything hangwatch writes as JSON goes through it, the
+// simulated pipeline's events included.
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
