@@ -39,6 +39,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	timeout := c.fs.Duration("timeout", def.Timeout, "turn timeout")
 	maxWait := c.fs.Duration("max-wait", def.MaxWait, "max wait; 0 disables it")
 	logLevel := c.fs.String("log-level", "warn", "log level of the engine, on stderr")
+	metrics := c.fs.String("metrics-listen", "", "host:port serving the engine's /metrics while the demo runs; empty: none")
 	if err := c.parse(args, env); err != nil {
 		return usageError{c, err}
 	}
@@ -61,7 +62,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
-	tally, st, err := simulate(ctx, simOptions{cfg: cfg, listen: *listen, log: log, lines: stdout,
+	tally, st, err := simulate(ctx, simOptions{cfg: cfg, listen: *listen, metrics: *metrics, log: log, lines: stdout,
 		onStart: func(url string, _ *sidecar) {
 			fmt.Fprintf(stdout, "hangwatch demo: %d calls for %v, NATS at %s (try: hangwatch tail --nats-url %s --format text)\n",
 				cfg.Calls, *duration, url, url)
@@ -82,8 +83,12 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 type simOptions struct {
 	cfg    sim.Config
 	listen string // where the embedded NATS server listens; if taken, a free port
-	log    *zap.Logger
-	lines  io.Writer // where each hang and resolution is printed as it happens; nil: nowhere
+	// metrics is where the sidecar serves /metrics; empty: nowhere.
+	metrics string
+	// args are more flags of `hangwatch run` for the sidecar, such as --call-ttl.
+	args  []string
+	log   *zap.Logger
+	lines io.Writer // where each hang and resolution is printed as it happens; nil: nowhere
 	// onStart, when set, is called once everything runs, with the server's URL.
 	onStart func(url string, sc *sidecar)
 }
@@ -111,10 +116,10 @@ func simulate(ctx context.Context, o simOptions) (sim.Tally, sim.Stats, error) {
 
 	rc := newCommand("run", "")
 	so := sidecarFlags(rc)
-	if err := rc.parse(nil, func(string) string { return "" }); err != nil {
+	if err := rc.parse(o.args, func(string) string { return "" }); err != nil {
 		return sim.Tally{}, sim.Stats{}, err
 	}
-	so.conn.URL, so.metricsListen = emb.ClientURL(), ""
+	so.conn.URL, so.metricsListen = emb.ClientURL(), o.metrics
 	so.det.Timeout, so.det.MaxWait = cfg.Timeout, cfg.MaxWait
 	if err := so.validate(); err != nil {
 		return sim.Tally{}, sim.Stats{}, err
