@@ -11,7 +11,7 @@ import (
 )
 
 // Call is the detection state of one call. The zero value is a call that has seen no
-// event yet. An idle call keeps 32 bytes and no history; a call with an unanswered
+// event yet. An idle call keeps 24 bytes and no history; a call with an unanswered
 // stretch also keeps the payload of its latest snapshot, which its hang must carry.
 // A Call is not safe for concurrent use.
 type Call struct {

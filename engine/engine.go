@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -124,9 +123,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	return err
 }
 
-// deliver hands an event to the shard that owns its call.
+// deliver hands an event to the shard that owns its call. It blocks while the shard is
+// behind. An event that comes after the shard has stopped (a source that gave up
+// draining) is dropped without Done: not applied, so not acknowledged.
 func (e *Engine) deliver(ev *detector.Event) {
-	e.shardOf(ev.CallID).in <- item{ev: ev}
+	s := e.shardOf(ev.CallID)
+	select {
+	case s.in <- item{ev: ev}:
+	case <-s.exited:
+	}
 }
 
 func (e *Engine) shardOf(callID string) *shard {
@@ -138,7 +143,8 @@ func (e *Engine) shardOf(callID string) *shard {
 
 // Sync returns once every shard has applied the events delivered before the call and
 // fired every deadline that is due by the clock's current time. Tests use it to step
-// the engine deterministically.
+// the engine deterministically. Once Run has returned it returns at once: the shards
+// applied everything delivered before they stopped.
 func (e *Engine) Sync(ctx context.Context) error {
 	return e.barrier(ctx, item{})
 }
@@ -174,6 +180,3 @@ func (e *Engine) admit() bool {
 	}
 	return true
 }
-
-// cloneID copies a call id that may alias an event's payload before a call keeps it.
-func cloneID(id string) string { return strings.Clone(id) }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -238,5 +239,90 @@ func TestEngineSyncAfterStop(t *testing.T) {
 	defer cancel()
 	if err := h.e.Sync(ctx); err != nil {
 		t.Errorf("Sync() after Run returned = %v, want nil", err)
+	}
+}
+
+// gatedSink holds the publication of one call's output until the test opens the gate,
+// which keeps the shard busy.
+type gatedSink struct {
+	*recordingSink
+	call    string
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s *gatedSink) Publish(callID string, out *detector.Output) error {
+	if callID == s.call {
+		close(s.entered)
+		<-s.gate
+	}
+	return s.recordingSink.Publish(callID, out)
+}
+
+// TestEngineQueuedReplyBeatsTimer: while the shard is busy publishing call a's hang,
+// call b's reply arrives and waits in the queue, then b's deadline passes. The reply
+// was received before the deadline, so b must not hang, whichever of the queue and the
+// timer the shard looks at first.
+func TestEngineQueuedReplyBeatsTimer(t *testing.T) {
+	for range 20 {
+		clk := clockwork.NewFakeClockAt(start)
+		sink := &gatedSink{recordingSink: &recordingSink{}, call: "a", entered: make(chan struct{}), gate: make(chan struct{})}
+		src := &testSource{deliver: make(chan func(*detector.Event), 1)}
+		e, err := New(src, sink, WithClock(clk), WithShards(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		deliver := <-src.deliver
+		send := func(ev *detector.Event, at time.Duration) {
+			ev.Received, ev.Payload = start.Add(at).UnixNano(), payload("p")
+			deliver(ev)
+		}
+		send(conv("a", user("user-1", 0)), 0)
+		send(conv("b", user("user-1", 1000)), time.Second)
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(5 * time.Second) // a's deadline: the shard publishes, and blocks
+		<-sink.entered
+		send(conv("b", user("user-1", 1000), reply("r1", 5900)), 5900*time.Millisecond)
+		clk.Advance(1100 * time.Millisecond) // b's deadline passes, its reply still queued
+		close(sink.gate)
+		if err := e.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got, want := briefs(sink.take()), []string{"hang a user-1 turn-timeout 5000ms@5000"}; !slices.Equal(got, want) {
+			t.Fatalf("published %v, want %v", got, want)
+		}
+	}
+}
+
+// TestEngineDeliverAfterStop checks that a source that delivers after the engine has
+// stopped (one that gave up draining) does not block forever, and that the event is
+// neither applied nor acknowledged.
+func TestEngineDeliverAfterStop(t *testing.T) {
+	h := newHarness(t, WithShards(1), WithQueue(1))
+	h.stop()
+	var done atomic.Bool
+	delivered := make(chan struct{})
+	go func() {
+		for range 3 { // more than the queue holds
+			h.deliver(&detector.Event{Type: detector.TypeConversationUpdate, CallID: "late", Done: func() { done.Store(true) }})
+		}
+		close(delivered)
+	}()
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deliver blocked after the engine stopped")
+	}
+	if done.Load() || h.e.Stats().Calls != 0 {
+		t.Error("an event delivered after the stop was applied or acknowledged")
 	}
 }

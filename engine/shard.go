@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,6 +71,13 @@ func (s *shard) run() {
 		case it := <-s.in:
 			s.handle(it)
 		case <-timer:
+			// Events already queued were received before this wake: apply them first,
+			// each after the deadlines that passed before it arrived, so that a reply
+			// that waited in the queue while the shard was busy is never outrun by its
+			// deadline. Only what is queued now, so that a flood cannot hold the timer.
+			for range len(s.in) {
+				s.handle(<-s.in)
+			}
 			s.now = 0
 			s.sched.Wake(s.fire)
 		case <-s.stop:
@@ -129,7 +137,7 @@ func (s *shard) apply(ev *detector.Event) {
 				zap.String("call_id", ev.CallID), zap.String("team_id", teamOf(ev.Payload)), zap.Int64("max_calls", s.e.maxCalls))
 			return
 		}
-		id = s.alloc(cloneID(ev.CallID))
+		id = s.alloc(strings.Clone(ev.CallID)) // the event's id may alias its payload
 	}
 	c := &s.slots[id].call
 	before, retained := c.State(), c.Retained()
