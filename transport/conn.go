@@ -150,6 +150,13 @@ func (c *Conn) options(o ConnOptions) ([]nats.Option, error) {
 // NATS returns the underlying connection.
 func (c *Conn) NATS() *nats.Conn { return c.nc }
 
+// Closed is closed once the connection is closed for good: by Close, or by NATS on an
+// error it does not retry (an authorization revoked, a protocol violation).
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
+
+// ErrConnClosed is returned by a source whose connection was closed under it.
+var ErrConnClosed = errors.New("NATS connection closed")
+
 // Stats returns the connection's counters.
 func (c *Conn) Stats() ConnStats {
 	return ConnStats{

@@ -298,3 +298,28 @@ func TestEndToEndBadInputDoesNotDisturb(t *testing.T) {
 		t.Errorf("engine Stats() = %+v, want 2 calls and 1 hang", st)
 	}
 }
+
+// TestEndToEndLongCallID: a call id of 5 KB, far below the event limit, would make a
+// subject longer than the server's 4 KB control line, which closes the connection for
+// good. Its hang goes on a bounded subject, and the next call is still detected.
+func TestEndToEndLongCallID(t *testing.T) {
+	start := time.UnixMilli(1_763_647_331_000)
+	h := newE2E(t, detector.DefaultConfig(), start)
+	ms := start.UnixMilli()
+	stall := func(id string) []byte {
+		return fmt.Appendf(nil, `{"message":{"type":"conversation-update","call":{"id":%q,"teamId":%q},"messages":[{"messageId":"user-1","role":"user","text":"Hello?","timestamp":%d}]}}`,
+			id, strings.Repeat("t", 3000), ms)
+	}
+	long := strings.Repeat("x", 5000)
+	h.publish("voice.events.long.conversation-update", stall(long))
+	h.advanceTo(ms + 5000)
+	m := h.nextOutput()
+	if len(m.Subject) > 300 || m.Header.Get("Nats-Msg-Id") != long+":user-1:hang" {
+		t.Errorf("hang on a %d-byte subject, Nats-Msg-Id %d bytes", len(m.Subject), len(m.Header.Get("Nats-Msg-Id")))
+	}
+	h.publish("voice.events.short.conversation-update", stall("short"))
+	h.advanceTo(ms + 10_000)
+	if m := h.nextOutput(); !strings.Contains(m.Header.Get("Nats-Msg-Id"), "short:") {
+		t.Errorf("after the long one, output %s; want the hang of the next call", m.Subject)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,33 +103,6 @@ func setFilter(cfg *jetstream.ConsumerConfig, subjects []string) {
 	} else {
 		cfg.FilterSubjects = slices.Clone(subjects)
 	}
-}
-
-// subjectCovers reports whether every subject that matches sub also matches pattern;
-// both may hold wildcards.
-func subjectCovers(pattern, sub string) bool {
-	pt, st := strings.Split(pattern, "."), strings.Split(sub, ".")
-	for i, p := range pt {
-		if p == ">" {
-			return i < len(st)
-		}
-		if i >= len(st) {
-			return false
-		}
-		switch s := st[i]; {
-		case s == ">":
-			return false // sub matches deeper subjects than p can
-		case p == "*":
-		case p != s:
-			return false
-		}
-	}
-	return len(pt) == len(st)
-}
-
-// covered reports whether one of patterns covers sub.
-func covered(patterns []string, sub string) bool {
-	return slices.ContainsFunc(patterns, func(p string) bool { return subjectCovers(p, sub) })
 }
 
 // sleepCtx waits d, or until ctx is done; it reports whether d passed.

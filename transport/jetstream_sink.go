@@ -165,7 +165,7 @@ func NewJetStreamSink(ctx context.Context, c *Conn, o SinkOptions, jo JetStreamS
 			zap.String("stream", jo.Stream), zap.Duration("duplicates", have.Duplicates), zap.Duration("want", jo.Duplicates))
 	}
 	for _, sub := range subjects {
-		if !covered(have.Subjects, sub) {
+		if !Covers(have.Subjects, sub) {
 			log.Warn("the hang stream does not hold these outputs: publishing them is retried until one does",
 				zap.String("stream", jo.Stream), zap.String("subject", sub), zap.Strings("stream_subjects", have.Subjects))
 		}

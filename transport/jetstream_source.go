@@ -270,7 +270,7 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 		if err != nil {
 			return fail(err)
 		}
-		if p, err := s.decode(msg.Data(), meta.Timestamp.UnixNano()); err != nil {
+		if p, err := s.decode(msg.Data(), s.stored(meta.Timestamp).UnixNano()); err != nil {
 			skipped++
 			s.jsStats.replaySkipped.Add(1)
 			reason, _ := BadInputReason(err)
@@ -416,9 +416,13 @@ func (s *JetStreamSource) drain(it jetstream.MessagesContext, deliver func(*dete
 // handle decodes one live message, received when it was stored, and delivers it; it is
 // acknowledged by the event's Done. Bad input is dead-lettered, then terminated.
 func (s *JetStreamSource) handle(msg jetstream.Msg, deliver func(*detector.Event)) {
+	if s.deadLetter(msg.Subject(), msg.Headers()) {
+		s.settled(msg.Term())
+		return
+	}
 	received := s.o.Now() // only if the metadata cannot be read, which no server causes
 	if meta, err := msg.Metadata(); err == nil {
-		received = meta.Timestamp
+		received = s.stored(meta.Timestamp)
 		if meta.NumDelivered > 1 {
 			s.jsStats.redelivered.Add(1)
 		}
@@ -432,6 +436,16 @@ func (s *JetStreamSource) handle(msg jetstream.Msg, deliver func(*detector.Event
 	}
 	p.msg = msg
 	deliver(&p.ev)
+}
+
+// stored returns when an event was received: the time the server stored it, but never
+// after the local clock. A server whose clock runs ahead must not move the engine's
+// deadlines, which run on the local clock, into its future.
+func (s *JetStreamSource) stored(at time.Time) time.Time {
+	if now := s.o.Now(); at.After(now) {
+		return now
+	}
+	return at
 }
 
 // ack is the settle of the intake: the engine has applied the event.

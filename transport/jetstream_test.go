@@ -581,3 +581,23 @@ func TestJetStreamSourceResumes(t *testing.T) {
 		}
 	})
 }
+
+// TestJetStreamReceivedNeverAhead: an event is received at the time the server stored
+// it, but never after the local clock, so that a server whose clock runs ahead cannot
+// move the engine's deadlines into its future.
+func TestJetStreamReceivedNeverAhead(t *testing.T) {
+	srv := startJetStream(t, t.TempDir(), "")
+	js := jsClient(t, srv)
+	conn := connect(t, srv, ConnOptions{})
+	ctx := testCtx(t)
+	local := time.Now().Add(-time.Hour) // our clock, an hour behind the server's
+	src := newJSSource(t, conn, SourceOptions{Now: func() time.Time { return local }}, StreamOptions{}, ConsumerOptions{})
+	store(t, js, callSubject("a", "conversation-update"), convUpdate("a", 1, userTurn("user-1", 1)))
+	var got []int64
+	if err := src.Replay(ctx, func(ev *detector.Event) { got = append(got, ev.Received); ev.Done() }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != local.UnixNano() {
+		t.Errorf("replayed Received = %v, want the local clock %d", got, local.UnixNano())
+	}
+}

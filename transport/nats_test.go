@@ -392,3 +392,60 @@ func TestEmbeddedBusyPort(t *testing.T) {
 		t.Errorf("took %v to report a busy port; it should not wait out the readiness timeout", d)
 	}
 }
+
+// TestSourceIgnoresItsDeadLetters: with a dead-letter subject that the source consumes
+// (the command line refuses it, a library user may not), a dead letter comes back in
+// and is dropped, instead of being dead-lettered again forever.
+func TestSourceIgnoresItsDeadLetters(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	src := NewSource(connect(t, srv, ConnOptions{}), SourceOptions{Subjects: []string{"voice.events.>"}, DeadLetter: "voice.events.dead"})
+	runSource(t, src, nil)
+	pub := plainClient(t, srv)
+	if err := pub.Publish("voice.events.bad", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitFor); src.Stats().DeadLettersIgnored == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the dead letter never came back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // a loop would have gone round thousands of times
+	if st := src.Stats(); st.DeadLettered != 1 || st.DeadLettersIgnored != 1 || st.Bad[ReasonNotJSON] != 1 {
+		t.Errorf("Stats() = %+v, want one rejection, one dead letter, ignored once", st)
+	}
+}
+
+// TestSourceEndsWhenNATSClosesTheConnection: a connection that the server closes for
+// good must end Run with an error, so that the process exits rather than live on deaf.
+func TestSourceEndsWhenNATSClosesTheConnection(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn, err := Connect(ConnOptions{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewSource(conn, SourceOptions{})
+	done := make(chan error, 1)
+	go func() { done <- src.Run(context.Background(), func(ev *detector.Event) { ev.Done() }) }()
+	for !src.Ready() {
+		time.Sleep(time.Millisecond)
+	}
+	// A subject over the server's control line limit is a protocol violation: the
+	// server closes the connection, and nats.go does not reconnect.
+	_ = conn.NATS().Publish(strings.Repeat("a", 5000), nil)
+	_ = conn.NATS().Flush()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrConnClosed) {
+			t.Errorf("Run() = %v, want ErrConnClosed", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Run still running on a closed connection")
+	}
+	if src.Ready() {
+		t.Error("a source on a closed connection says it is ready")
+	}
+}

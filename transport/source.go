@@ -27,7 +27,7 @@ const (
 )
 
 // SourceOptions configures a Source, or a JetStreamSource (which has no use for
-// PendingMsgs, PendingBytes and Now: it pulls, and stamps the stored time).
+// PendingMsgs and PendingBytes: it pulls; and stamps the stored time, capped by Now).
 type SourceOptions struct {
 	// Subjects to consume (default DefaultSubject).
 	Subjects []string
@@ -77,6 +77,7 @@ type sourceCounters struct {
 	bad          [len(reasonNames)]atomic.Int64
 	deadLettered atomic.Int64
 	deadErrors   atomic.Int64
+	deadIgnored  atomic.Int64
 }
 
 // SourceStats are the counters of a Source.
@@ -86,8 +87,9 @@ type SourceStats struct {
 	// Bad counts the events rejected, by reason.
 	Bad map[Reason]int64
 	// DeadLettered and DeadLetterErrors count the rejected events republished on the
-	// dead-letter subject, and those that could not be.
-	DeadLettered, DeadLetterErrors int64
+	// dead-letter subject, and those that could not be; DeadLettersIgnored the dead
+	// letters that came back in and were dropped.
+	DeadLettered, DeadLetterErrors, DeadLettersIgnored int64
 }
 
 // pooled is an event with its Done bound once, so that a delivery allocates nothing but
@@ -165,7 +167,19 @@ func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
 	}
 	s.ready.Store(true)
 	s.log.Info("consuming", zap.Strings("subjects", s.o.Subjects))
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.conn.Closed():
+		// Nothing will come any more: end, so that the process exits and is restarted
+		// rather than live on deaf.
+		s.ready.Store(false)
+		err := s.conn.NATS().LastError()
+		s.log.Error("NATS closed the connection for good", zap.Error(err))
+		if err == nil {
+			return ErrConnClosed
+		}
+		return fmt.Errorf("%w: %w", ErrConnClosed, err)
+	}
 	s.ready.Store(false)
 	return s.drain(subs)
 }
@@ -198,12 +212,27 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 // handle decodes one message and delivers it; it runs on the subscription's goroutine,
 // so the events of a subject arrive in order.
 func (s *Source) handle(m *nats.Msg) {
+	if s.deadLetter(m.Subject, m.Header) {
+		return
+	}
 	p, err := s.decode(m.Data, s.o.Now().UnixNano())
 	if err != nil {
 		s.reject(m.Subject, m.Data, err)
 		return
 	}
 	s.deliver(&p.ev)
+}
+
+// deadLetter reports whether a message is one of hangwatch's dead letters, which comes
+// back in when the dead-letter subject is one the source consumes: it is dropped, not
+// rejected again, which would loop forever.
+func (in *intake) deadLetter(subject string, h nats.Header) bool {
+	if h.Get(HeaderBadInputReason) == "" {
+		return false
+	}
+	in.stats.deadIgnored.Add(1)
+	in.limited.Warn("a dead letter came back in: ignored; the dead-letter subject should not be consumed", zap.String("subject", subject))
+	return true
 }
 
 // decode decodes data into a pooled event received at received (Unix ns) and counts
@@ -270,5 +299,6 @@ func (in *intake) sourceStats() SourceStats {
 		}
 	}
 	st.DeadLettered, st.DeadLetterErrors = in.stats.deadLettered.Load(), in.stats.deadErrors.Load()
+	st.DeadLettersIgnored = in.stats.deadIgnored.Load()
 	return st
 }

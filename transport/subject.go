@@ -3,6 +3,8 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -148,10 +150,25 @@ func (t SubjectTemplate) Render(callID, teamID, assistantID string) string {
 	return unsafe.String(unsafe.SliceData(b), len(b)) // b is not used after: no copy
 }
 
+// maxValueBytes bounds what one placeholder adds to a subject. NATS refuses a command
+// line over 4 KB and closes the connection for good, so a publisher's 5 KB call id must
+// not make a subject of that size: a longer value keeps its first bytes and a hash of the
+// whole, which keeps calls apart.
+const maxValueBytes = 128
+
 // appendToken appends a sanitised value.
 func appendToken(dst []byte, v string) []byte {
 	if v == "" {
 		return append(dst, '_')
+	}
+	if len(v) > maxValueBytes {
+		cut := maxValueBytes - 24
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		dst = appendToken(dst, v[:cut])
+		dst = append(dst, '~')
+		return strconv.AppendUint(dst, fnv64a(v), 16)
 	}
 	for i := 0; i < len(v); {
 		c := v[i]
@@ -172,6 +189,17 @@ func appendToken(dst []byte, v string) []byte {
 		i += size
 	}
 	return dst
+}
+
+// fnv64a is the 64-bit FNV-1a hash: stable across processes, so that every engine
+// shortens a value the same way.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // Subject renders the subject of an output, taking teamId and assistantId from
@@ -229,4 +257,32 @@ func ValidateSubject(s string) error {
 		}
 	}
 	return nil
+}
+
+// Covers reports whether one of patterns covers subject: whether every subject that
+// subject matches (it may hold wildcards itself) also matches one of the patterns.
+func Covers(patterns []string, subject string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool { return subjectCovers(p, subject) })
+}
+
+// subjectCovers reports whether every subject that matches sub also matches pattern;
+// both may hold wildcards.
+func subjectCovers(pattern, sub string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(sub, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) {
+			return false
+		}
+		switch s := st[i]; {
+		case s == ">":
+			return false // sub matches deeper subjects than p can
+		case p == "*":
+		case p != s:
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }

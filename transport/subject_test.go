@@ -2,7 +2,9 @@ package transport
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hangwatch/hangwatch/detector"
 )
@@ -127,5 +129,27 @@ func TestValidateSubject(t *testing.T) {
 		if err := ValidateSubject(tt.give); (err != nil) != tt.wantErr {
 			t.Errorf("ValidateSubject(%q) = %v, want error %v", tt.give, err, tt.wantErr)
 		}
+	}
+}
+
+func TestRenderBoundsLongValues(t *testing.T) {
+	tmpl, err := ParseSubjectTemplate(DefaultHangSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é.x", 2000) // 8 KB, with runes and dots to cut through
+	a := tmpl.Render(long+"a", long, "")
+	b := tmpl.Render(long+"b", long, "")
+	if len(a) > 300 || len(b) > 300 {
+		t.Errorf("subjects of %d and %d bytes, want them bounded", len(a), len(b))
+	}
+	if a == b {
+		t.Error("two long call ids that differ at the end render the same subject")
+	}
+	if !utf8.ValidString(a) || ValidateSubject(a) != nil || strings.Count(a, ".") != 3 {
+		t.Errorf("rendered %q is not a valid subject of four tokens", a)
+	}
+	if got := tmpl.Render(strings.Repeat("c", maxValueBytes), "t", ""); got != "voice.hang.t."+strings.Repeat("c", maxValueBytes) {
+		t.Errorf("a value of exactly %d bytes was changed: %q", maxValueBytes, got)
 	}
 }

@@ -49,6 +49,8 @@ func TestUsage(t *testing.T) {
 		{name: "bad env value", env: map[string]string{"HANGWATCH_MAX_WAIT": "soon"}, give: []string{"run"}, wantCode: exitUsage, wantStderr: `invalid value "soon" for HANGWATCH_MAX_WAIT`},
 		{name: "bad secret env value is not shown", env: map[string]string{"HANGWATCH_EMBEDDED_PASSWORD": "x"}, give: []string{"run", "--embedded-listen", "nowhere"}, wantCode: exitError, wantStderr: "listen address"},
 		{name: "bad subject", give: []string{"run", "--subject", "voice events"}, wantCode: exitUsage, wantStderr: "--subject: bad subject"},
+		{name: "dead letters consumed", give: []string{"run", "--dead-letter-subject", "voice.events.dead"}, wantCode: exitUsage, wantStderr: "is one --subject consumes"},
+		{name: "dead letters with a wildcard", give: []string{"run", "--dead-letter-subject", "dead.*"}, wantCode: exitUsage, wantStderr: "holds a wildcard"},
 		{name: "bad template", give: []string{"run", "--hang-subject", "voice.hang.{team}"}, wantCode: exitUsage, wantStderr: "unknown placeholder {team}"},
 		{name: "bad log format", give: []string{"run", "--log-format", "xml"}, wantCode: exitUsage, wantStderr: "--log-format"},
 		{name: "unreachable server", give: []string{"run", "--nats-url", "nats://127.0.0.1:1", "--nats-connect-timeout", "1s"}, wantCode: exitError, wantStderr: "connect to NATS at nats://127.0.0.1:1"},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,13 @@ func (o *sidecarOptions) validate() error {
 		if err := transport.ValidateSubject(o.deadLetter); err != nil {
 			return fmt.Errorf("--dead-letter-subject: %w", err)
 		}
+		if strings.ContainsAny(o.deadLetter, "*>") {
+			return fmt.Errorf("--dead-letter-subject: %q holds a wildcard; it is where bad input is published", o.deadLetter)
+		}
+		// A dead letter that comes back in would be rejected and dead-lettered again.
+		if transport.Covers(o.subjects.values, o.deadLetter) {
+			return fmt.Errorf("--dead-letter-subject %q is one --subject consumes", o.deadLetter)
+		}
 	}
 	var err error
 	if o.hangTmpl, err = transport.ParseSubjectTemplate(o.hangSubject); err != nil {
@@ -148,6 +156,10 @@ func runCmd(args []string, _, stderr io.Writer) error {
 	return sc.run(ctx)
 }
 
+// outputHeadroom is what a hang or hang-resolved adds to the snapshot it carries, with
+// room to spare: the hang object, the placeholders of absent fields and the headers.
+const outputHeadroom = 4096
+
 // sidecar is a running hangwatch: NATS (embedded or not), the engine, its source and
 // sink.
 type sidecar struct {
@@ -185,6 +197,13 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar
 		return nil, err
 	}
 	sc.conn = conn
+	// A hang carries its snapshot and a few hundred bytes more: an event that fills the
+	// server's max payload would make a hang the server refuses.
+	if most := int(conn.NATS().MaxPayload()) - outputHeadroom; o.limits.MaxBytes > most && most > 0 {
+		log.Info("--max-event-bytes lowered to what the server's max payload leaves room for",
+			zap.Int("max_event_bytes", most), zap.Int64("server_max_payload", conn.NATS().MaxPayload()))
+		o.limits.MaxBytes = most
+	}
 	so := transport.SourceOptions{
 		Subjects: o.subjects.values, Limits: o.limits, DeadLetter: o.deadLetter,
 		DrainTimeout: o.drainTimeout, Now: clk.Now, Logger: log,
