@@ -277,6 +277,9 @@ func TestSourceSlowConsumer(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	if n := src.Stats().Dropped; n == 0 {
+		t.Error("Stats().Dropped = 0, want the events NATS dropped")
+	}
 	once.Do(func() { close(release) })
 }
 

@@ -55,6 +55,7 @@ type Source struct {
 	intake
 	deliver func(*detector.Event)
 	ready   atomic.Bool
+	subs    atomic.Pointer[[]*nats.Subscription] // for their count of dropped events
 }
 
 // intake is what the core NATS Source and the JetStreamSource share: it decodes a
@@ -86,6 +87,9 @@ type SourceStats struct {
 	Events map[detector.Type]int64
 	// Bad counts the events rejected, by reason.
 	Bad map[Reason]int64
+	// Dropped counts the events NATS dropped because the subscription fell behind (core
+	// NATS only; a JetStream consumer pulls, so it does not drop).
+	Dropped int64
 	// DeadLettered and DeadLetterErrors count the rejected events republished on the
 	// dead-letter subject, and those that could not be; DeadLettersIgnored the dead
 	// letters that came back in and were dropped.
@@ -165,6 +169,7 @@ func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
 		s.drain(subs)
 		return fmt.Errorf("subscribe: %w", err)
 	}
+	s.subs.Store(&subs)
 	s.ready.Store(true)
 	s.log.Info("consuming", zap.Strings("subjects", s.o.Subjects))
 	select {
@@ -284,7 +289,17 @@ func (in *intake) reject(subject string, data []byte, err error) {
 }
 
 // Stats returns the source's counters.
-func (s *Source) Stats() SourceStats { return s.sourceStats() }
+func (s *Source) Stats() SourceStats {
+	st := s.sourceStats()
+	if subs := s.subs.Load(); subs != nil {
+		for _, sub := range *subs {
+			if n, err := sub.Dropped(); err == nil {
+				st.Dropped += int64(n)
+			}
+		}
+	}
+	return st
+}
 
 func (in *intake) sourceStats() SourceStats {
 	st := SourceStats{Events: map[detector.Type]int64{}, Bad: map[Reason]int64{}}

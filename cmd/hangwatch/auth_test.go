@@ -46,7 +46,7 @@ func connects(t *testing.T, environ map[string]string, args ...string) {
 	c := newCommand("run", "")
 	o := sidecarFlags(c)
 	args = append(args, "--metrics-listen", "")
-	if err := c.parse(args, func(k string) string { return environ[k] }); err != nil {
+	if err := c.parse(args, lookupIn(environ)); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.validate(); err != nil {

@@ -116,7 +116,7 @@ func simulate(ctx context.Context, o simOptions) (sim.Tally, sim.Stats, error) {
 
 	rc := newCommand("run", "")
 	so := sidecarFlags(rc)
-	if err := rc.parse(o.args, func(string) string { return "" }); err != nil {
+	if err := rc.parse(o.args, noEnv); err != nil {
 		return sim.Tally{}, sim.Stats{}, err
 	}
 	so.conn.URL, so.metricsListen = emb.ClientURL(), o.metrics

@@ -36,7 +36,9 @@ func newCommand(name, summary string) *command {
 
 // parse parses args, then fills every flag that is not on the command line from its
 // environment variable. A bad value, from either, is an error that names its origin.
-func (c *command) parse(args []string, getenv func(string) string) error {
+// An empty variable sets a string flag to empty (HANGWATCH_METRICS_LISTEN= disables the
+// metrics) and leaves any other flag at its default.
+func (c *command) parse(args []string, lookup func(string) (string, bool)) error {
 	if err := c.fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,8 +52,8 @@ func (c *command) parse(args []string, getenv func(string) string) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		v := getenv(envName(f.Name))
-		if v == "" {
+		v, ok := lookup(envName(f.Name))
+		if !ok || (v == "" && !isString(f)) {
 			return
 		}
 		if e := setFromEnv(f, v); e != nil {
@@ -129,5 +131,18 @@ func (l *stringList) Set(v string) error {
 
 func (l *stringList) reset() { l.values, l.changed = nil, false }
 
+// isString reports whether a flag takes any string, for which empty is a value.
+func isString(f *flag.Flag) bool {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, ok = g.Get().(string)
+	return ok
+}
+
+// noEnv is an empty environment, for a command parsed from arguments alone.
+func noEnv(string) (string, bool) { return "", false }
+
 // env is the process environment, replaceable in tests.
-var env = os.Getenv
+var env = os.LookupEnv

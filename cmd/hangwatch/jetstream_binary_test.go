@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/transport"
 )
@@ -190,5 +192,55 @@ func TestBinaryKillAfterHangJetStream(t *testing.T) {
 			subjects = append(subjects, fmt.Sprintf("%s %s", m.Subject, m.Header.Get("Nats-Msg-Id")))
 		}
 		t.Errorf("hang stream holds %d outputs, want 1: %v", len(got), subjects)
+	}
+}
+
+// TestJetStreamShutdownWhenTheHangStreamRefuses: the hang stream takes no output (it
+// is full and discards new ones), so the sink retries the first hang forever, its queue
+// fills, and a shard waits for room. SIGTERM must still end the sidecar, after the drain
+// timeout, reporting the outputs it gave up on.
+func TestJetStreamShutdownWhenTheHangStreamRefuses(t *testing.T) {
+	b := newJSBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	s, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: transport.DefaultHangStream,
+		Subjects: []string{"voice.hang.*.*", "voice.hang-resolved.*.*"}, MaxMsgs: 1, Discard: jetstream.DiscardNew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.Publish(ctx, "voice.hang.x.y", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	h := startTestSidecar(t, zap.InfoLevel, "--nats-url", b.url, "--jetstream", "--hang-queue", "1",
+		"--timeout", "1s", "--max-wait", "0", "--drain-timeout", "1s", "--shards", "1")
+	for _, id := range []string{"a", "b", "c", "d"} {
+		b.publish("voice.events."+id+".conversation-update", h.event(id, "Hello?", "user-1"))
+	}
+	h.until(func() bool { return h.sc.engine.Stats().Calls == 4 }, "four calls applied")
+	h.clock.Advance(2 * time.Second) // four hangs: one retried, one queued, one waiting
+	h.until(func() bool { return h.sc.stats.jsSink().QueueWaits > 0 }, "a shard waiting for room")
+	fams := h.scrape()
+	if v := value(t, fams, "hangwatch_hang_publish_errors_total"); v < 1 {
+		t.Errorf("hangwatch_hang_publish_errors_total = %v, want the refused attempts", v)
+	}
+	if v := value(t, fams, "hangwatch_hang_publish_queue"); v != 1 {
+		t.Errorf("hangwatch_hang_publish_queue = %v, want the 1 output that fills the queue", v)
+	}
+	begin := time.Now()
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "not published") {
+			t.Errorf("run() = %v, want an error about the outputs not published", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("the sidecar did not stop")
+	}
+	if d := time.Since(begin); d < time.Second {
+		t.Errorf("stopped after %v, before the drain timeout", d)
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("hang stream holds %v messages (%v), want the 1 it had", info.State.Msgs, err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +16,19 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// lookupIn looks variables up in environ, as os.LookupEnv does in the environment.
+func lookupIn(environ map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := environ[k]
+		return v, ok
+	}
+}
+
 // runArgs runs the command in process, with env as the whole environment.
 func runArgs(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	old := env
-	env = func(k string) string { return environ[k] }
+	env = lookupIn(environ)
 	defer func() { env = old }()
 	var out, errOut bytes.Buffer
 	code = run(args, &out, &errOut)
@@ -88,7 +97,7 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 		"HANGWATCH_TIMEOUT":  "4s", // the command line wins
 		"HANGWATCH_SUBJECT":  "a.>, b.*",
 	}
-	if err := c.parse([]string{"--timeout", "3s"}, func(k string) string { return environ[k] }); err != nil {
+	if err := c.parse([]string{"--timeout", "3s"}, lookupIn(environ)); err != nil {
 		t.Fatal(err)
 	}
 	if o.det.MaxWait != 12*time.Second || o.det.Timeout != 3*time.Second {
@@ -99,10 +108,22 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 	}
 }
 
+func TestEnvironmentEmptyValues(t *testing.T) {
+	c := newCommand("run", "")
+	o := sidecarFlags(c)
+	environ := map[string]string{"HANGWATCH_METRICS_LISTEN": "", "HANGWATCH_TIMEOUT": ""}
+	if err := c.parse(nil, lookupIn(environ)); err != nil {
+		t.Fatal(err)
+	}
+	if o.metricsListen != "" || o.det.Timeout != 5*time.Second {
+		t.Errorf("metrics-listen %q, timeout %v; want empty (disabled) and the default", o.metricsListen, o.det.Timeout)
+	}
+}
+
 func TestSubjectFlagReplacesDefault(t *testing.T) {
 	c := newCommand("run", "")
 	o := sidecarFlags(c)
-	if err := c.parse([]string{"--subject", "a.>", "--subject", "b.>"}, func(string) string { return "" }); err != nil {
+	if err := c.parse([]string{"--subject", "a.>", "--subject", "b.>"}, noEnv); err != nil {
 		t.Fatal(err)
 	}
 	if got := o.subjects.String(); got != "a.>,b.>" {
@@ -150,5 +171,20 @@ func TestRunEmbeddedFailsOnBusyPort(t *testing.T) {
 	code, _, stderr := runArgs(t, nil, "run", "--embedded-listen", addr)
 	if code != exitError || !strings.Contains(stderr, "start embedded NATS server") {
 		t.Errorf("run on a busy port: exit %d, stderr %q; want exit 1 and a one-line reason", code, stderr)
+	}
+}
+
+// TestTailLine: tail prints one JSON object per line, even for a history the pipeline
+// sent pretty-printed, and its text summary shows no control character a publisher
+// slipped into an id.
+func TestTailLine(t *testing.T) {
+	pretty := []byte("{\n  \"message\": {\n    \"type\": \"hang\",\n    \"messages\": [\n      {\"text\": \"a\\nb\"}\n    ]\n  }\n}")
+	got := tailLine("json", "voice.hang.t.c", pretty)
+	if strings.Contains(got, "\n") || !json.Valid([]byte(got)) || !strings.Contains(got, `"a\nb"`) {
+		t.Errorf("tailLine(json) = %q, want the event compacted on one line", got)
+	}
+	evil := []byte(`{"message":{"type":"hang","call":{"id":"c\u001b[31m1","teamId":"t\u0007"},"hang":{"userMessageId":"u\r"}}}`)
+	if got := tailLine("text", "voice.hang.t.c", evil); strings.ContainsAny(got, "\x1b\x07\r") {
+		t.Errorf("tailLine(text) = %q holds control characters", got)
 	}
 }

@@ -57,10 +57,17 @@ var (
 	descConnected     = desc("nats_connected", "1 when connected to NATS.")
 	descDisconnects   = desc("nats_disconnects_total", "Disconnections from NATS.")
 	descReconnects    = desc("nats_reconnects_total", "Reconnections to NATS.")
-	descSlow          = desc("nats_slow_consumer_total", "Times NATS dropped events because hangwatch fell behind.")
+	descSlow          = desc("nats_slow_consumer_total", "Slow-consumer episodes: times NATS began to drop events because hangwatch fell behind.")
+	descDropped       = desc("nats_dropped_events_total", "Events NATS dropped because hangwatch fell behind (core NATS).")
+	descDeadIgnored   = desc("dead_letters_ignored_total", "Dead letters that came back in on a consumed subject and were dropped.")
 	descAsyncErrors   = desc("nats_async_errors_total", "Other errors NATS reported asynchronously.")
 
 	descReplayed    = desc("jetstream_replayed_total", "Stored events replayed at start to rebuild the live calls.")
+	descReplaySkip  = desc("jetstream_replay_skipped_total", "Stored events the replay could not decode (they were bad input when they came).")
+	descConsumeErr  = desc("jetstream_consume_errors_total", "Errors the live consumer recovered from: missed heartbeats, a consumer closed by the server.")
+	descSinkErrors  = desc("hang_publish_errors_total", "Attempts to store an output in the hang stream that failed (each is retried).")
+	descSinkDropped = desc("hang_publish_dropped_total", "Outputs the hang stream refused for good (larger than it accepts).")
+	descUnpublished = desc("hang_unpublished", "Outputs left unpublished when the sink closed at shutdown.")
 	descRedelivered = desc("jetstream_redelivered_total", "Live events the server delivered again (an ack was lost or late).")
 	descAckErrors   = desc("jetstream_ack_errors_total", "Acknowledgements of applied events that could not be sent.")
 	descDuplicates  = desc("hang_stream_duplicates_total", "Outputs the hang stream dropped as duplicates: stalls detected again after a restart.")
@@ -87,6 +94,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descDeadLetters, in.DeadLettered)
 	counter(descDeadErrors, in.DeadLetterErrors)
+	counter(descDeadIgnored, in.DeadLettersIgnored)
+	counter(descDropped, in.Dropped)
 
 	st := c.s.engine.Stats()
 	counter(descApplied, st.Events)
@@ -118,14 +127,19 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if c.s.jsInput != nil {
 		js := c.s.jsInput()
 		counter(descReplayed, js.Replayed)
+		counter(descReplaySkip, js.ReplaySkipped)
 		counter(descRedelivered, js.Redelivered)
 		counter(descAckErrors, js.AckErrors)
+		counter(descConsumeErr, js.ConsumeErrors)
 	}
 	if c.s.jsSink != nil {
 		js := c.s.jsSink()
 		counter(descDuplicates, js.Duplicates)
 		counter(descRetries, js.Retries)
+		counter(descSinkErrors, js.Errors)
+		counter(descSinkDropped, js.Dropped)
 		gauge(descQueued, int64(js.Queued))
+		gauge(descUnpublished, js.Unpublished)
 	}
 }
 
@@ -144,7 +158,7 @@ func newObserved(s engine.Sink, clk clock.Clock, reg prometheus.Registerer) *obs
 		clock: clk,
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "hangwatch_detection_lag_seconds",
-			Help: "Time from a hang's deadline to its publication.",
+			Help: "Time from a hang's deadline to its hand-over to NATS (in JetStream mode, to its queueing for the hang stream).",
 			// From 100 µs to 1 s: detection is meant to take milliseconds.
 			Buckets: prometheus.ExponentialBucketsRange(0.0001, 1, 13),
 		}),

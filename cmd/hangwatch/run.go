@@ -44,6 +44,7 @@ type sidecarOptions struct {
 	jetstream                   bool
 	stream, hangStream, durable string
 	streamPerSubject            int64
+	hangQueue                   int
 }
 
 func sidecarFlags(c *command) *sidecarOptions {
@@ -73,9 +74,10 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "host:port serving /metrics, /healthz and /readyz; empty disables it")
 	fs.BoolVar(&o.jetstream, "jetstream", false, "read events from a JetStream stream and publish hangs into one: nothing is lost across restarts")
 	fs.StringVar(&o.stream, "stream", transport.DefaultStream, "with --jetstream: the events stream over --subject, created if missing")
-	fs.Int64Var(&o.streamPerSubject, "stream-per-subject", 1, "with --jetstream: messages the events stream keeps per subject when it creates it")
+	fs.Int64Var(&o.streamPerSubject, "stream-per-subject", 1, "with --jetstream: messages the events stream keeps per subject when it creates it; 1 fits the layout voice.events.<callId>.<type>")
 	fs.StringVar(&o.hangStream, "hang-stream", transport.DefaultHangStream, "with --jetstream: the stream of hangs and resolutions, created if missing")
 	fs.StringVar(&o.durable, "durable", transport.DefaultDurable, "with --jetstream: the durable consumer of the events; one per hangwatch")
+	fs.IntVar(&o.hangQueue, "hang-queue", transport.DefaultSinkQueue, "with --jetstream: outputs waiting to be stored in the hang stream; past it detection waits")
 	fs.StringVar(&o.embedded.StoreDir, "embedded-store-dir", filepath.Join(os.TempDir(), "hangwatch", "jetstream"), "with --jetstream and the embedded server: where it stores its streams")
 	return o
 }
@@ -124,8 +126,8 @@ func (o *sidecarOptions) validate() error {
 	if o.drainTimeout <= 0 {
 		return fmt.Errorf("--drain-timeout must be above 0, got %v", o.drainTimeout)
 	}
-	if o.jetstream && o.streamPerSubject < 1 {
-		return fmt.Errorf("--stream-per-subject must be at least 1, got %d", o.streamPerSubject)
+	if o.jetstream && (o.streamPerSubject < 1 || o.hangQueue < 1) {
+		return fmt.Errorf("--stream-per-subject and --hang-queue must be at least 1, got %d and %d", o.streamPerSubject, o.hangQueue)
 	}
 	o.embedded.JetStream = o.jetstream
 	return nil
@@ -252,7 +254,7 @@ func (sc *sidecar) jetStream(so transport.SourceOptions, sink transport.SinkOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := transport.NewJetStreamSink(ctx, sc.conn, sink, transport.JetStreamSinkOptions{Stream: o.hangStream, Logger: sc.log})
+	out, err := transport.NewJetStreamSink(ctx, sc.conn, sink, transport.JetStreamSinkOptions{Stream: o.hangStream, Queue: o.hangQueue, Logger: sc.log})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,11 +279,19 @@ func (sc *sidecar) run(ctx context.Context) error {
 			}
 		})
 	}
+	// In JetStream mode a shard may wait for room in the sink's queue, which only the
+	// hang stream frees: should it not, the shutdown gives up on those outputs after the
+	// drain timeout (a restart detects the stalls still unanswered again).
+	running := make(chan struct{})
+	if sc.closeSink != nil {
+		wg.Go(func() { sc.giveUpAfterDrain(ctx, running) })
+	}
 	err := sc.engine.Run(ctx)
+	close(running)
 	if sc.metrics != nil {
 		sc.metrics.shutdown()
-		wg.Wait()
 	}
+	wg.Wait()
 	st := sc.engine.Stats()
 	sc.log.Info("engine stopped", zap.Int64("events", st.Events), zap.Int64("hangs", st.Hangs()),
 		zap.Int64("resolved", st.Resolved), zap.Int64("calls", st.Calls))
@@ -289,6 +299,28 @@ func (sc *sidecar) run(ctx context.Context) error {
 		err = cerr
 	}
 	return err
+}
+
+// giveUpAfterDrain closes the sink once the drain timeout has passed since ctx was done,
+// unless running is closed first: a Publish waiting for room then returns, and the
+// engine can stop.
+func (sc *sidecar) giveUpAfterDrain(ctx context.Context, running <-chan struct{}) {
+	select {
+	case <-running:
+		return
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(sc.o.drainTimeout)
+	defer t.Stop()
+	select {
+	case <-running:
+	case <-t.C:
+		sc.log.Warn("shutdown: the hang stream takes no more outputs; giving up on those waiting",
+			zap.Duration("drain_timeout", sc.o.drainTimeout))
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = sc.closeSink(expired) // reported again by close
+	}
 }
 
 // close flushes the outputs the sink still holds, closes the connection, flushing what

@@ -36,7 +36,7 @@ func startTestSidecar(t *testing.T, level zapcore.Level, args ...string) *testSi
 	c := newCommand("run", "")
 	o := sidecarFlags(c)
 	args = append([]string{"--embedded-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, args...)
-	if err := c.parse(args, func(string) string { return "" }); err != nil {
+	if err := c.parse(args, noEnv); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.validate(); err != nil {
@@ -53,7 +53,11 @@ func startTestSidecar(t *testing.T, level zapcore.Level, args ...string) *testSi
 	h.cancel = cancel
 	go func() { h.done <- sc.run(ctx) }()
 	t.Cleanup(h.stop)
-	if h.client, err = nats.Connect(sc.embedded.ClientURL()); err != nil {
+	url := o.conn.URL
+	if sc.embedded != nil {
+		url = sc.embedded.ClientURL()
+	}
+	if h.client, err = nats.Connect(url); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.client.Close)

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -72,11 +75,7 @@ func tailCmd(args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case m := <-msgs:
-			line := string(m.Data)
-			if *format == "text" {
-				line = summarize(m.Subject, m.Data)
-			}
-			if _, err := fmt.Fprintln(stdout, line); err != nil {
+			if _, err := fmt.Fprintln(stdout, tailLine(*format, m.Subject, m.Data)); err != nil {
 				closeConn(nc)
 				return err
 			}
@@ -90,6 +89,19 @@ func closeConn(c *transport.Conn) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return c.Close(ctx)
+}
+
+// tailLine renders an output event as one line: its JSON, compacted (an event carries the
+// history byte for byte as the pipeline sent it, pretty-printed or not), or a summary.
+func tailLine(format, subject string, data []byte) string {
+	if format == "text" {
+		return summarize(subject, data)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return summarize(subject, data) // not JSON: say so, on one line
+	}
+	return b.String()
 }
 
 // event is the part of a hang or hang-resolved that a summary line shows.
@@ -120,6 +132,8 @@ func summarize(subject string, data []byte) string {
 		return fmt.Sprintf("%s: not a hangwatch event: %v", subject, err)
 	}
 	m, h := ev.Message, ev.Message.Hang
+	m.Call.ID, m.Call.TeamID = printable(m.Call.ID), printable(m.Call.TeamID)
+	h.UserMessageID, h.FirstUserMessageID, h.ReplyMessageID = printable(h.UserMessageID), printable(h.FirstUserMessageID), printable(h.ReplyMessageID)
 	at := time.UnixMilli(m.Timestamp).UTC().Format("15:04:05.000")
 	switch m.Type {
 	case "hang":
@@ -130,4 +144,15 @@ func summarize(subject string, data []byte) string {
 			at, m.Call.ID, m.Call.TeamID, h.FirstUserMessageID, float64(h.WaitMs)/1000, h.ReplyMessageID)
 	}
 	return fmt.Sprintf("%s %s call=%s", at, m.Type, m.Call.ID)
+}
+
+// printable replaces what a terminal would interpret (control characters, escape
+// sequences) in a value a publisher chose.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsGraphic(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }
