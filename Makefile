@@ -10,7 +10,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 FUZZ_TARGETS := ./transport:FuzzDecode ./transport:FuzzAppendOutput ./clock:FuzzWheel ./engine:FuzzEngine
 FUZZTIME     ?= 10m
 
-.PHONY: build demo test fuzz soak bench benchstat lint
+.PHONY: build demo test fuzz soak bench bench-quick benchstat lint
 
 ## build: the hangwatch binary, in bin/
 build:
@@ -33,14 +33,23 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$pkg || exit 1; \
 	done
 
-## soak: 100,000 calls for 5 minutes under the race detector: flat memory, no missed or false hang
+## soak: 100,000 calls for 10 minutes under the race detector: flat memory, no missed or false hang
 soak:
 	$(GO) test -race -tags soak -run '^TestSoak$$' -timeout 30m -v ./cmd/hangwatch
 
-## bench: the testing.B benchmarks, 10 runs each, into bench/out/bench.txt for benchstat
-bench:
+## bench: the testing.B benchmarks, 10 runs each, into bench/out/bench.txt for benchstat; then
+## the full load report (100,000 live calls, the binary too; minutes), also in bench/out/report.txt
+bench: build
 	mkdir -p bench/out
 	$(GO) test -run '^$$' -bench . -benchmem -count=10 ./... | tee bench/out/bench.txt
+	$(GO) build -o bin/loadgen ./bench/cmd/loadgen
+	bin/loadgen --calls 100000 --binary bin/hangwatch
+
+## bench-quick: the same load report at a small scale, in under a minute; its last line is JSON
+bench-quick:
+	mkdir -p bench/out
+	$(GO) build -o bin/loadgen ./bench/cmd/loadgen
+	bin/loadgen --quick
 
 ## benchstat: compare bench/out/old.txt with bench/out/bench.txt
 benchstat:

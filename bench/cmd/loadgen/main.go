@@ -1,0 +1,132 @@
+// Command loadgen is hangwatch's load generator: `make bench-quick` for a report in
+// under a minute, `make bench` for the full one. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/hangwatch/hangwatch/bench"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if os.Getenv(bench.ChildEnv) != "" || (len(args) > 0 && strings.TrimLeft(args[0], "-") == "serve") {
+		// A subject under test, started by the load generator.
+		if err := bench.Serve(ctx, args, stderr); err != nil {
+			fmt.Fprintln(stderr, "loadgen serve:", err)
+			return 1
+		}
+		return 0
+	}
+	cfg, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 2
+	}
+	res, err := bench.Run(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		if res == nil {
+			return 1
+		}
+	}
+	if path, err := res.PlotLags(cfg.Out); err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+	} else if path != "" {
+		fmt.Fprintln(stderr, "lag distributions plotted in", path)
+	}
+	out := stdout
+	if f, ferr := os.Create(filepath.Join(cfg.Out, "report.txt")); ferr == nil {
+		defer f.Close()
+		out = io.MultiWriter(stdout, f)
+	}
+	res.Report(out)
+	if err != nil || len(res.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func parse(args []string, stderr io.Writer) (bench.Config, error) {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := false
+	for _, a := range args {
+		if a == "-quick" || a == "--quick" || a == "--quick=true" || a == "-quick=true" {
+			quick = true
+		}
+	}
+	cfg := bench.DefaultConfig()
+	if quick {
+		cfg = bench.QuickConfig()
+	}
+	fs.Bool("quick", false, "the small preset of `make bench-quick` (other flags override it)")
+	fs.IntVar(&cfg.Calls, "calls", cfg.Calls, "live calls of the memory and real-time phases")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "events/s of the real-time phase (think times are scaled to it); 0: the simulation's own")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "real-time phase, per subject")
+	fs.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread the start of the real-time calls over this; 0: two events' time at the rate")
+	fs.IntVar(&cfg.TurnsMin, "turns-min", cfg.TurnsMin, "fewest turns of a call")
+	fs.IntVar(&cfg.TurnsMax, "turns-max", cfg.TurnsMax, "most turns of a call")
+	fs.IntVar(&cfg.PayloadBytes, "payload-bytes", cfg.PayloadBytes, "size of a conversation-update at --payload-turns turns")
+	fs.IntVar(&cfg.PayloadTurns, "payload-turns", cfg.PayloadTurns, "turns at which a conversation-update reaches --payload-bytes; also the turns of the throughput stream's calls")
+	fs.Float64Var(&cfg.StallShare, "stall-share", cfg.StallShare, "share of turns answered past the turn timeout")
+	fs.Float64Var(&cfg.HelloShare, "hello-share", cfg.HelloShare, `share of turns where the caller says "hello?" until max-wait`)
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "turn timeout of the subjects and the ground truth")
+	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "max wait of the subjects and the ground truth")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the simulation: the same seed, the same stream")
+	fs.IntVar(&cfg.TPCalls, "tp-calls", cfg.TPCalls, "calls interleaved in a round of the throughput stream")
+	fs.IntVar(&cfg.TPMinBytes, "tp-min-bytes", cfg.TPMinBytes, "the throughput stream keeps conversation-updates of at least this size")
+	fs.IntVar(&cfg.TPEvents, "tp-events", cfg.TPEvents, "events per subject in the throughput phase")
+	fs.DurationVar(&cfg.TPMaxTime, "tp-max-time", cfg.TPMaxTime, "longest throughput run per subject")
+	fs.IntVar(&cfg.Repeat, "repeat", cfg.Repeat, "throughput runs per subject, taken in turns; the median is reported")
+	fs.IntVar(&cfg.Window, "window", cfg.Window, "closed loop: most events published and not yet decoded")
+	fs.IntVar(&cfg.MarkEvery, "mark-every", cfg.MarkEvery, "closed loop: a marker every this many events")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to use; empty: an embedded one")
+	fs.StringVar(&cfg.Binary, "binary", "", "a hangwatch binary to test too, as `hangwatch run`")
+	subjects := fs.String("subjects", strings.Join(cfg.Subjects, ","), "subjects under test: raw, engine, baseline, binary (with --binary, added by default)")
+	phases := fs.String("phases", strings.Join(cfg.Phases, ","), "phases: throughput, memory, realtime")
+	fs.StringVar(&cfg.Out, "out", cfg.Out, "directory of the plot, the subjects' logs and profiles")
+	fs.BoolVar(&cfg.Profile, "profile", false, "write a CPU profile of each in-process subject and phase into --out")
+	fs.DurationVar(&cfg.DecodeTime, "decode-time", cfg.DecodeTime, "how long each decode micro-benchmark runs")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.Subjects = strings.Split(*subjects, ",")
+	cfg.Phases = strings.Split(*phases, ",")
+	subjectsSet := false
+	fs.Visit(func(f *flag.Flag) { subjectsSet = subjectsSet || f.Name == "subjects" })
+	if cfg.Binary != "" && !subjectsSet {
+		cfg.Subjects = append(cfg.Subjects, bench.SubjectBinary)
+	}
+	if cfg.Binary != "" {
+		abs, err := filepath.Abs(cfg.Binary)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Binary = abs
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Self = []string{self}
+	return cfg, nil
+}

@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hangwatch/hangwatch/bench/baseline"
+	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/transport"
+)
+
+// benchStream is a small throughput stream: 50 calls of ~30 KB events.
+var benchStream = sync.OnceValue(func() *stream {
+	cfg := QuickConfig()
+	cfg.TPCalls = 50
+	st, err := newStream(&cfg)
+	if err != nil {
+		panic(err)
+	}
+	return st
+})
+
+// BenchmarkDecode decodes the largest event of the stream, a ~30 KB conversation-update
+// of the simulation, with each decoder of the load report's decode figures.
+func BenchmarkDecode(b *testing.B) {
+	data := benchStream().max
+	for _, d := range decoders {
+		b.Run(fmt.Sprintf("decoder=%s/size=%dKB", benchName(d.name), len(data)/1000), func(b *testing.B) {
+			if err := d.decode(data); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = d.decode(data)
+			}
+		})
+	}
+}
+
+// benchName names a decoder in a benchmark: "transport.Decode", "encoding/json",
+// "baseline.Decode".
+func benchName(s string) string {
+	name, _, _ := strings.Cut(s, ",")
+	return strings.ReplaceAll(name, "/", "-")
+}
+
+// discard is a sink that publishes nothing.
+type discard struct{}
+
+func (discard) Publish(string, *detector.Output) error { return nil }
+
+// handSource hands the engine's deliver function to the benchmark.
+type handSource struct{ deliver chan func(*detector.Event) }
+
+func (s handSource) Run(ctx context.Context, deliver func(*detector.Event)) error {
+	s.deliver <- deliver
+	<-ctx.Done()
+	return nil
+}
+
+// BenchmarkIngest measures what each detector costs per event in process, NATS left
+// out: the stream's events, each in a fresh copy as a subscription hands them over,
+// decoded and applied. hangwatch is transport.Decode into pooled events and the engine
+// (its shards in their goroutines); the baseline is Handle.
+func BenchmarkIngest(b *testing.B) {
+	st := benchStream()
+	b.Run("subject=hangwatch", func(b *testing.B) {
+		src := handSource{deliver: make(chan func(*detector.Event), 1)}
+		e, err := engine.New(src, discard{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = e.Run(ctx) })
+		defer func() { cancel(); wg.Wait() }()
+		deliver := <-src.deliver
+		// Pooled events with their Done bound once, as transport.Source has them.
+		type pooled struct {
+			ev   detector.Event
+			done func()
+		}
+		var pool sync.Pool
+		pool.New = func() any {
+			p := &pooled{}
+			p.done = func() { pool.Put(p) }
+			return p
+		}
+		ingest(b, st, func(data []byte) {
+			p := pool.Get().(*pooled)
+			if err := transport.Decode(&p.ev, data, transport.DefaultLimits()); err != nil {
+				b.Fatal(err)
+			}
+			p.ev.Received, p.ev.Done = time.Now().UnixNano(), p.done
+			deliver(&p.ev)
+		})
+		if err := e.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("subject=baseline", func(b *testing.B) {
+		d, err := baseline.New(baseline.DefaultConfig(), func(string, string, []byte) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		ingest(b, st, func(data []byte) {
+			if err := d.Handle(data, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
+
+func ingest(b *testing.B, st *stream, handle func([]byte)) {
+	b.ReportAllocs()
+	var bytes int64
+	n := 0
+	for b.Loop() {
+		_, data := st.next(n/len(st.events), n%len(st.events))
+		data = slices.Clone(data)
+		bytes += int64(len(data))
+		handle(data)
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
+}

@@ -1,0 +1,242 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Summary is the last line of a report: the headline figures as one JSON object.
+//
+//   - events: the events published to hangwatch (in process) over all its phases.
+//   - e2e_vs_raw, e2e_vs_baseline: the sustained events/s of hangwatch (in process) in
+//     the throughput phase (~30 KB events, closed loop, no loss) over that of the raw
+//     nats.go subscriber and of the baseline.
+//   - mem_vs_baseline: hangwatch's heap per idle live call over the baseline's, each
+//     with everything it keeps for the call (memory phase).
+//   - decode_mb_s: transport.Decode on the largest event of the stream (~30 KB), one
+//     goroutine, in MB/s (10^6 bytes); decode_vs_encoding_json: that over
+//     encoding/json decoding the same event into a struct of the same fields.
+//   - idle_call_bytes: hangwatch's heap per idle call; armed_call_overhead_bytes: what
+//     an armed call costs more, the retained snapshot excluded (memory phase).
+//   - lag_p50_ms, lag_p99_ms, lag_max_ms: detection lag of hangwatch (in process), the
+//     time the hang was received from NATS minus the true deadline (real-time phase).
+//   - missed, false, duplicates: hangwatch's (in process) against the ground truth.
+//
+// A figure whose phase did not run is null.
+type Summary struct {
+	Events                 int64    `json:"events"`
+	E2EVsRaw               *float64 `json:"e2e_vs_raw"`
+	E2EVsBaseline          *float64 `json:"e2e_vs_baseline"`
+	MemVsBaseline          *float64 `json:"mem_vs_baseline"`
+	DecodeMBs              *float64 `json:"decode_mb_s"`
+	DecodeVsEncodingJSON   *float64 `json:"decode_vs_encoding_json"`
+	IdleCallBytes          *float64 `json:"idle_call_bytes"`
+	ArmedCallOverheadBytes *float64 `json:"armed_call_overhead_bytes"`
+	LagP50Ms               *float64 `json:"lag_p50_ms"`
+	LagP99Ms               *float64 `json:"lag_p99_ms"`
+	LagMaxMs               *float64 `json:"lag_max_ms"`
+	Missed                 *int     `json:"missed"`
+	False                  *int     `json:"false"`
+	Duplicates             *int     `json:"duplicates"`
+}
+
+func round(v float64, digits int) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	p := math.Pow10(digits)
+	r := math.Round(v*p) / p
+	return &r
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Summary computes the summary of the results.
+func (res *Results) Summary() Summary {
+	s := Summary{Events: res.Published[SubjectEngine]}
+	if e, ok := res.throughput(SubjectEngine); ok {
+		if r, ok := res.throughput(SubjectRaw); ok {
+			s.E2EVsRaw = round(e.EventsPerSec/r.EventsPerSec, 3)
+		}
+		if b, ok := res.throughput(SubjectBaseline); ok {
+			s.E2EVsBaseline = round(e.EventsPerSec/b.EventsPerSec, 3)
+		}
+	}
+	if e, ok := res.memory(SubjectEngine); ok {
+		s.IdleCallBytes = round(e.Idle, 1)
+		s.ArmedCallOverheadBytes = round(e.Overhead, 1)
+		if b, ok := res.memory(SubjectBaseline); ok {
+			s.MemVsBaseline = round(e.Idle/b.Idle, 3)
+		}
+	}
+	if d := res.Decode; d.EventBytes > 0 {
+		s.DecodeMBs = round(d.Hangwatch.MBPerSec, 1)
+		s.DecodeVsEncodingJSON = round(d.Hangwatch.MBPerSec/d.JSON.MBPerSec, 2)
+	}
+	if e, ok := res.realtime(SubjectEngine); ok {
+		s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = round(ms(e.LagP50), 3), round(ms(e.LagP99), 3), round(ms(e.LagMax), 3)
+		s.Missed, s.False, s.Duplicates = &e.Missed, &e.False, &e.Duplicates
+	}
+	return s
+}
+
+// JSON returns the summary as one line.
+func (s Summary) JSON() string {
+	data, _ := json.Marshal(s)
+	return string(data)
+}
+
+var names = map[string]string{
+	SubjectRaw:      "raw nats.go",
+	SubjectEngine:   "hangwatch (in process)",
+	SubjectBinary:   "hangwatch (binary)",
+	SubjectBaseline: "baseline",
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.0f MB", float64(n)/1e6) }
+
+func ratio(a, b float64) string {
+	if b == 0 || math.IsNaN(a/b) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// Report writes the tables, the targets, and last the summary line.
+func (res *Results) Report(w io.Writer) {
+	c := res.Config
+	fmt.Fprintf(w, "\nhangwatch load benchmark: %d CPUs, %s, seed %d, %s, took %v; load generator peak RSS %s\n",
+		res.CPUs, res.GoVersion, c.Seed, res.Started.Format(time.RFC3339), res.Elapsed.Round(time.Second), mb(res.PeakRSS))
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
+
+	if d := res.Decode; d.EventBytes > 0 {
+		fmt.Fprintf(w, "\nDecode one %.1f KB conversation-update, one goroutine:\n", float64(d.EventBytes)/1e3)
+		row("decoder", "MB/s", "ns/event", "allocs", "bytes", "vs hangwatch")
+		for _, f := range []Figure{d.Hangwatch, d.JSON, d.Baseline} {
+			row(f.Name, fmt.Sprintf("%.0f", f.MBPerSec), fmt.Sprintf("%.0f", f.NsPerOp), fmt.Sprint(f.AllocsPerOp),
+				fmt.Sprint(f.BytesPerOp), ratio(f.MBPerSec, d.Hangwatch.MBPerSec))
+		}
+		tw.Flush()
+	}
+
+	if len(res.Throughput) > 0 {
+		raw, _ := res.throughput(SubjectRaw)
+		base, _ := res.throughput(SubjectBaseline)
+		fmt.Fprintf(w, "\nThroughput: the same stream to each, closed loop (%d events in flight at most), as fast as each keeps up;\n"+
+			"median of %d runs taken in turns. Stream: %d calls of %d turns a round, mean %.1f KB, largest %.1f KB;\n"+
+			"rounds until %d events or %v.\n",
+			c.Window, c.Repeat, res.Stream.Calls, c.PayloadTurns, res.Stream.MeanBytes/1e3, res.Stream.MaxSize/1e3, c.TPEvents, c.TPMaxTime)
+		row("subject", "events", "events/s", "range", "MB/s", "CPU s/M events", "load gen CPU s/M", "peak RSS", "lost", "vs raw", "vs baseline")
+		for _, r := range res.Throughput {
+			row(names[r.Subject], fmt.Sprint(r.Events), fmt.Sprintf("%.0f", r.EventsPerSec),
+				fmt.Sprintf("%.0f-%.0f", r.RateMin, r.RateMax), fmt.Sprintf("%.0f", r.MBPerSec),
+				fmt.Sprintf("%.1f", r.CPUPerMillion()), fmt.Sprintf("%.1f", r.LoadGenCPU.Seconds()/float64(max(r.Events, 1))*1e6),
+				mb(r.PeakRSS), fmt.Sprint(r.Lost+r.Dropped+r.SlowConsumers), ratio(r.EventsPerSec, raw.EventsPerSec),
+				ratio(r.EventsPerSec, base.EventsPerSec))
+		}
+		tw.Flush()
+	}
+
+	if len(res.Memory) > 0 {
+		fmt.Fprintf(w, "\nMemory: %d calls brought to idle (status-update, greeting), then armed (first user turn); heap after two GCs.\n"+
+			"\"excl.\" leaves out the wire bytes of the events a call keeps (hangwatch: an armed call's snapshot; baseline: its latest\n"+
+			"snapshot, idle or not, which it keeps decoded).\n", c.Calls)
+		row("subject", "idle B/call", "idle excl.", "armed excl.", "armed overhead", "kept idle", "kept armed", "RSS/call idle", "RSS/call armed", "peak RSS")
+		for _, r := range res.Memory {
+			if !r.HeapKnown {
+				row(names[r.Subject], "-", "-", "-", "-", "-", "-", fmt.Sprintf("%.0f", r.RSSIdle), fmt.Sprintf("%.0f", r.RSSArmed), mb(r.PeakRSS))
+				continue
+			}
+			row(names[r.Subject], fmt.Sprintf("%.0f", r.Idle), fmt.Sprintf("%.0f", r.IdleExcl), fmt.Sprintf("%.0f", r.ArmedExcl),
+				fmt.Sprintf("%.0f", r.Overhead), mb(r.IdleRetained), mb(r.ArmedRetained),
+				fmt.Sprintf("%.0f", r.RSSIdle), fmt.Sprintf("%.0f", r.RSSArmed), mb(r.PeakRSS))
+		}
+		tw.Flush()
+	}
+
+	if len(res.Realtime) > 0 {
+		r0 := res.Realtime[0]
+		fmt.Fprintf(w, "\nReal time: %d live calls for %v each, %.0f events/s published (%.1f KB mean); lag = hang received by the\n"+
+			"load generator - true deadline; own = deadline to the subject's publish call, inside the subject.\n",
+			r0.Calls, r0.Duration, float64(r0.Events)/r0.Duration.Seconds(), float64(r0.Bytes)/float64(max(r0.Events, 1))/1e3)
+		row("subject", "events", "late", "lost", "stalls", "missed", "false", "dups", "wrong", "unresolved",
+			"lag p50", "lag p99", "lag max", "own p50", "own p99", "own max", "CPU s/M events", "peak RSS", "heap/live call")
+		for _, r := range res.Realtime {
+			heap := "-"
+			if r.HeapPerCall > 0 {
+				heap = fmt.Sprintf("%.0f B", r.HeapPerCall)
+			}
+			row(names[r.Subject], fmt.Sprint(r.Events), fmt.Sprint(r.Late), fmt.Sprint(r.Lost), fmt.Sprint(r.Stalls),
+				fmt.Sprint(r.Missed), fmt.Sprint(r.False), fmt.Sprint(r.Duplicates),
+				fmt.Sprint(r.WrongReason+r.FalseResolved+r.WrongWait), fmt.Sprint(r.Unresolved),
+				fmtMs(r.LagP50), fmtMs(r.LagP99), fmtMs(r.LagMax), ownLag(r.OwnLag, r.OwnLag.P50), ownLag(r.OwnLag, r.OwnLag.P99), ownLag(r.OwnLag, r.OwnLag.Max),
+				fmt.Sprintf("%.1f", r.CPUPerMillion()), mb(r.PeakRSS), heap)
+		}
+		tw.Flush()
+	}
+
+	for _, e := range res.Errors {
+		fmt.Fprintf(w, "\nERROR %s\n", e)
+	}
+	s := res.Summary()
+	res.targets(w, s)
+	fmt.Fprintln(w, s.JSON())
+}
+
+func fmtMs(d time.Duration) string { return fmt.Sprintf("%.3f ms", ms(d)) }
+
+func ownLag(q LagQuantiles, d time.Duration) string {
+	if q.N == 0 {
+		return "-"
+	}
+	return fmtMs(d)
+}
+
+// targets writes each target of the issue with its measured value.
+func (res *Results) targets(w io.Writer, s Summary) {
+	fmt.Fprintln(w, "\nTargets (reported, not asserted):")
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	check := func(name string, v *float64, target float64, atLeast bool, unit string) {
+		if v == nil {
+			fmt.Fprintf(tw, "  %s\t-\tnot measured\n", name)
+			return
+		}
+		met := *v >= target
+		if !atLeast {
+			met = *v <= target
+		}
+		verdict := "met"
+		if !met {
+			verdict = fmt.Sprintf("MISSED by %.1f%%", math.Abs(*v-target)/target*100)
+		}
+		op := "≥"
+		if !atLeast {
+			op = "≤"
+		}
+		fmt.Fprintf(tw, "  %s %s %g%s\t%.4g%s\t%s\n", name, op, target, unit, *v, unit, verdict)
+	}
+	check("e2e_vs_raw", s.E2EVsRaw, 0.9, true, "")
+	check("e2e_vs_baseline", s.E2EVsBaseline, 5, true, "")
+	check("mem_vs_baseline", s.MemVsBaseline, 0.2, false, "")
+	check("decode", s.DecodeMBs, 1000, true, " MB/s")
+	check("idle call", s.IdleCallBytes, 200, false, " B")
+	check("lag p99", s.LagP99Ms, 2, false, " ms")
+	if r, ok := res.realtime(SubjectEngine); ok {
+		exact := 0.0
+		if r.Missed+r.False+r.Duplicates > 0 {
+			exact = 1
+		}
+		fmt.Fprintf(tw, "  missed = false = duplicates = 0\t%d, %d, %d\t%s\n", r.Missed, r.False, r.Duplicates,
+			map[bool]string{true: "met", false: "MISSED"}[exact == 0])
+		if r.Calls != 100_000 {
+			fmt.Fprintf(tw, "  (the lag target is set at 100,000 live calls and 10,000 events/s; this run had %d)\t\t\n", r.Calls)
+		}
+	}
+	tw.Flush()
+}
