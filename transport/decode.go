@@ -283,6 +283,31 @@ func (d *decoder) enter(i, depth int) bool {
 	return true
 }
 
+// open begins the value at i, inside depth open containers, that must be a container
+// opened by the byte open. When it is one, and may be entered, open sets f to present
+// and returns true: the caller decodes the container from i. Otherwise it sets f to
+// absent (null) or wrong (anything else), skips the value and returns false with the
+// index past it, or -1 on an error.
+func (d *decoder) open(i, depth int, open byte, f *field) (int, bool) {
+	switch c := at(d.data, i); c {
+	case open:
+		if !d.enter(i, depth) {
+			return -1, false
+		}
+		*f = field{st: stOK}
+		return i, true
+	case 'n':
+		*f = field{}
+		if j := scanNull(d.data, i); j >= 0 {
+			return j, false
+		}
+		return d.syntax(i), false
+	default:
+		*f = field{stBad, c}
+		return d.skipValue(i, depth), false
+	}
+}
+
 // skipValue validates the value at i, inside depth open containers, and returns the
 // index past it. It keeps the kind of each open container in a bit stack instead of
 // recursing.
@@ -498,22 +523,9 @@ func (d *decoder) decodeMessage(i int) int {
 	d.msgs, d.callMsgs = history{}, history{}
 	d.callSpan, d.assistant, d.phone, d.customer, d.analysis = span{}, span{}, span{}, span{}, span{}
 	d.ev.Stretches = d.ev.Stretches[:0]
-	switch at(data, i) {
-	case '{':
-	case 'n':
-		d.message = field{}
-		if j := scanNull(data, i); j >= 0 {
-			return j
-		}
-		return d.syntax(i)
-	default:
-		d.message = field{stBad, at(data, i)}
-		return d.skipValue(i, depth)
+	if j, ok := d.open(i, depth, '{', &d.message); !ok {
+		return j
 	}
-	if !d.enter(i, depth) {
-		return -1
-	}
-	d.message = field{st: stOK}
 	i = skipWS(data, i+1)
 	if i < len(data) && data[i] == '}' {
 		return i + 1
@@ -593,22 +605,9 @@ func (d *decoder) decodeCall(i int) int {
 	d.statusVal, d.callID, d.teamID, d.aID = detector.StatusUnknown, "", "", ""
 	d.callMsgs = history{}
 	d.callSpan = span{}
-	switch at(data, i) {
-	case '{':
-	case 'n':
-		d.call = field{}
-		if j := scanNull(data, i); j >= 0 {
-			return j
-		}
-		return d.syntax(i)
-	default:
-		d.call = field{stBad, at(data, i)}
-		return d.skipValue(i, depth)
+	if j, ok := d.open(i, depth, '{', &d.call); !ok {
+		return j
 	}
-	if !d.enter(i, depth) {
-		return -1
-	}
-	d.call = field{st: stOK}
 	start := i
 	i = skipWS(data, i+1)
 	if i < len(data) && data[i] == '}' {
@@ -668,21 +667,9 @@ func (d *decoder) decodeHistory(i, depth int, h, other *history) int {
 	data := d.data
 	ev := d.ev
 	*h = history{}
-	switch at(data, i) {
-	case '[':
-	case 'n':
-		if j := scanNull(data, i); j >= 0 {
-			return j
-		}
-		return d.syntax(i)
-	default:
-		h.field = field{stBad, at(data, i)}
-		return d.skipValue(i, depth)
+	if j, ok := d.open(i, depth, '[', &h.field); !ok {
+		return j
 	}
-	if !d.enter(i, depth) {
-		return -1
-	}
-	h.st = stOK
 	start := i
 	// Stretches go after those of the other history, if it has any.
 	h.lo = 0
