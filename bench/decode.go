@@ -9,37 +9,9 @@ import (
 
 	"github.com/hangwatch/hangwatch/bench/baseline"
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/jsonref"
 	"github.com/hangwatch/hangwatch/transport"
 )
-
-// leanEvent is what encoding/json must decode to get what transport.Decode gets: the
-// fields that detection reads, and the pass-through values raw. It is the struct of
-// transport's BenchmarkDecodeEncodingJSON.
-type leanEvent struct {
-	Message struct {
-		Type      string  `json:"type"`
-		Timestamp float64 `json:"timestamp"`
-		Call      struct {
-			ID          string        `json:"id"`
-			Status      string        `json:"status"`
-			TeamID      string        `json:"teamId"`
-			AssistantID string        `json:"assistantId"`
-			Messages    []leanMessage `json:"messages"`
-		} `json:"call"`
-		Assistant json.RawMessage `json:"assistant"`
-		Messages  []leanMessage   `json:"messages"`
-		Phone     json.RawMessage `json:"phone"`
-		Customer  json.RawMessage `json:"customer"`
-		Analysis  json.RawMessage `json:"analysis"`
-	} `json:"message"`
-}
-
-type leanMessage struct {
-	MessageID string   `json:"messageId"`
-	Role      string   `json:"role"`
-	Text      string   `json:"text"`
-	Timestamp *float64 `json:"timestamp"`
-}
 
 // Decoders are the decoders the figures compare, by name; each decodes data once.
 var decoders = []struct {
@@ -51,7 +23,7 @@ var decoders = []struct {
 		return func(data []byte) error { return transport.Decode(&ev, data, transport.DefaultLimits()) }
 	}()},
 	{"encoding/json, lean struct", func(data []byte) error {
-		var ev leanEvent
+		var ev jsonref.Event
 		return json.Unmarshal(data, &ev)
 	}},
 	{"baseline.Decode, whole event", func(data []byte) error {

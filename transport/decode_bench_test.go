@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/jsonref"
 )
 
 // benchMessage is a history element shaped like those of the fixtures.
@@ -127,41 +128,15 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// The obvious implementation: encoding/json into structs, keeping the passed-through
-// values as raw messages.
-type jsonEvent struct {
-	Message struct {
-		Type      string  `json:"type"`
-		Timestamp float64 `json:"timestamp"`
-		Call      struct {
-			ID          string        `json:"id"`
-			Status      string        `json:"status"`
-			TeamID      string        `json:"teamId"`
-			AssistantID string        `json:"assistantId"`
-			Messages    []jsonMessage `json:"messages"`
-		} `json:"call"`
-		Assistant json.RawMessage `json:"assistant"`
-		Messages  []jsonMessage   `json:"messages"`
-		Phone     json.RawMessage `json:"phone"`
-		Customer  json.RawMessage `json:"customer"`
-		Analysis  json.RawMessage `json:"analysis"`
-	} `json:"message"`
-}
-
-type jsonMessage struct {
-	MessageID string   `json:"messageId"`
-	Role      string   `json:"role"`
-	Text      string   `json:"text"`
-	Timestamp *float64 `json:"timestamp"`
-}
-
+// BenchmarkDecodeEncodingJSON measures the obvious implementation: encoding/json into
+// structs of the fields that detection reads, keeping the passed-through values raw.
 func BenchmarkDecodeEncodingJSON(b *testing.B) {
 	for _, in := range benchInputs {
 		b.Run(in.name, func(b *testing.B) {
 			b.SetBytes(int64(len(in.data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				var ev jsonEvent
+				var ev jsonref.Event
 				if err := json.Unmarshal(in.data, &ev); err != nil {
 					b.Fatal(err)
 				}
@@ -201,7 +176,7 @@ func BenchmarkDecodeEncodingJSONRaw(b *testing.B) {
 			for b.Loop() {
 				var ev jsonEventRaw
 				var call jsonCall
-				var msgs []jsonMessage
+				var msgs []jsonref.Message
 				if json.Unmarshal(in.data, &ev) != nil || json.Unmarshal(ev.Message.Call, &call) != nil ||
 					json.Unmarshal(ev.Message.Messages, &msgs) != nil {
 					b.Fatal("unmarshal")
