@@ -25,9 +25,21 @@ type Call struct {
 type stretch struct {
 	first, last mark
 	hung        bool
-	reason      Reason // why it hung
+	// owned says that the ids of first and last are copies. Until then they may alias
+	// snapshot, which keeps their bytes: the common stretch, answered before it hangs
+	// or grows, copies nothing.
+	owned  bool
+	reason Reason // why it hung
 	// snapshot and latest are what the hang will carry; they are let go once it has.
 	snapshot, latest Payload
+}
+
+// own copies the ids of the stretch, before it lets go of the snapshot they may alias.
+func (o *stretch) own() {
+	if !o.owned {
+		o.first.id, o.last.id = cloneIDs(o.first.id, o.last.id)
+		o.owned = true
+	}
 }
 
 // mark is a user turn as the stretch remembers it.
@@ -91,7 +103,9 @@ func (c *Call) Retained() int {
 	return n
 }
 
-// Apply applies an event received at ev.Received. The event's strings are not kept.
+// Apply applies an event received at ev.Received. The strings of the event must alias
+// its payload, whose bytes never change, or memory of their own: the call keeps them
+// only while it keeps the payload, and copies those it needs longer.
 func (c *Call) Apply(cfg *Config, ev *Event) Step {
 	if ev.Type == TypeOutput {
 		return Step{Wake: c.wake(cfg), Ignored: true}
@@ -129,14 +143,12 @@ func (c *Call) Apply(cfg *Config, ev *Event) Step {
 		c.open, answered = nil, s.Reply.Index
 	}
 	if u, ok := Unanswered(ev.Stretches); ok && u.First.Index > answered {
-		o := &stretch{
+		c.open = &stretch{
 			first:    newMark(u.First, ev.Received, cfg),
 			last:     newMark(u.Last, ev.Received, cfg),
 			snapshot: ev.Payload,
 			latest:   ev.Payload,
 		}
-		o.first.id, o.last.id = cloneIDs(o.first.id, o.last.id)
-		c.open = o
 	}
 	step.Wake = c.wake(cfg)
 	return step
@@ -149,6 +161,7 @@ func (c *Call) extend(cfg *Config, ev *Event) {
 	if o.hung {
 		return
 	}
+	o.own()
 	o.snapshot, o.latest = ev.Payload, ev.Payload
 	if u, ok := Unanswered(ev.Stretches); ok && u.Last.Index > o.last.index {
 		o.last = newMark(u.Last, ev.Received, cfg)
@@ -196,6 +209,7 @@ func (c *Call) Tick(cfg *Config, now int64) Step {
 			Snapshot:           o.snapshot,
 			Latest:             o.latest,
 		}
+		o.own()
 		o.hung, o.reason, o.snapshot, o.latest = true, reason, nil, nil
 		return Step{Output: out, Wake: c.wake(cfg)}
 	}
@@ -216,14 +230,13 @@ func (c *Call) wake(cfg *Config) int64 {
 	return saturatingAdd(c.last, cfg.CallTTL)
 }
 
-// newMark returns the mark of a user turn. Its id may still alias the event's payload:
-// the caller copies it.
+// newMark returns the mark of a user turn. Its id may alias the event's payload.
 func newMark(t Turn, received int64, cfg *Config) mark {
 	return mark{id: messageID(t), index: t.Index, anchor: Anchor(t, received, cfg.MaxLag)}
 }
 
 // cloneIDs copies the ids of the first and latest turn, which may alias a payload that
-// the call will let go of, in one allocation.
+// the call lets go of, in one allocation.
 func cloneIDs(first, last string) (string, string) {
 	if first == last {
 		first = strings.Clone(first)

@@ -490,19 +490,48 @@ func TestCallStepFlags(t *testing.T) {
 	}
 }
 
-func TestCallIDsAreCopied(t *testing.T) {
-	buf := []byte("user-1")
-	ev := Event{Type: TypeConversationUpdate, Messages: 1, Received: ms(0),
-		Stretches: []Stretch{{First: Turn{ID: string(buf)}, Last: Turn{ID: string(buf)}}}}
-	// Alias the bytes, as the decoder does, then overwrite them after Apply.
-	alias := unsafeString(buf)
-	ev.Stretches[0].First.ID, ev.Stretches[0].Last.ID = alias, alias
+// aliased returns a snapshot with one user turn whose id aliases buf, as the decoder's
+// ids alias the payload.
+func aliased(buf []byte, messages int32, at int64) Event {
+	id := unsafeString(buf)
+	return Event{Type: TypeConversationUpdate, Messages: messages, Received: ms(at), Payload: payload(string(buf)),
+		Stretches: []Stretch{{First: Turn{ID: id, Index: messages - 1}, Last: Turn{ID: id, Index: messages - 1}}}}
+}
+
+// The ids of a stretch may alias its snapshot while the call keeps it; the call copies
+// them before it lets the snapshot go, at the hang or for a newer snapshot. The bytes
+// are overwritten once let go, as memory that is no longer kept may be.
+func TestCallIDsOutliveTheSnapshot(t *testing.T) {
 	cfg := DefaultConfig()
-	var c Call
-	c.Apply(&cfg, &ev)
-	copy(buf, "XXXXXX")
-	s := c.Tick(&cfg, ms(5000))
-	if s.Output.UserMessageID != "user-1" || s.Output.FirstUserMessageID != "user-1" {
-		t.Errorf("ids = %q, %q; want the copies taken at Apply", s.Output.UserMessageID, s.Output.FirstUserMessageID)
-	}
+	t.Run("hang", func(t *testing.T) {
+		buf := []byte("user-1")
+		var c Call
+		ev := aliased(buf, 1, 0)
+		c.Apply(&cfg, &ev)
+		hang := c.Tick(&cfg, ms(5000)).Output
+		if hang == nil || hang.FirstUserMessageID != "user-1" {
+			t.Fatalf("hang = %+v, want one for user-1", hang)
+		}
+		copy(buf, "XXXXXX")
+		answer := conv(6000, hello("user-1", 0), reply("r", 6000)).ev
+		answer.Received = ms(6000)
+		out := c.Apply(&cfg, answer).Output
+		if out == nil || out.FirstUserMessageID != "user-1" || out.UserMessageID != "user-1" {
+			t.Errorf("resolved = %+v, want the ids of user-1", out)
+		}
+	})
+	t.Run("newer snapshot", func(t *testing.T) {
+		first, second := []byte("user-1"), []byte("user-2")
+		var c Call
+		ev := aliased(first, 1, 0)
+		c.Apply(&cfg, &ev)
+		ev2 := aliased(second, 2, 1000)
+		ev2.Stretches[0].First.ID, ev2.Stretches[0].First.Index = "user-1", 0
+		c.Apply(&cfg, &ev2)
+		copy(first, "XXXXXX")
+		hang := c.Tick(&cfg, ms(6000)).Output
+		if hang == nil || hang.FirstUserMessageID != "user-1" || hang.UserMessageID != "user-2" {
+			t.Errorf("hang = %+v, want first user-1, last user-2", hang)
+		}
+	})
 }

@@ -98,7 +98,8 @@ type Event struct {
 	// Payload is kept while the call has an unanswered stretch.
 	Payload Payload
 	// Done, when set, is called once the engine is finished with the event (applied or
-	// refused). The event, and the strings that alias its payload, are not used after.
+	// refused). The event is not used after; its strings, which alias the payload, may
+	// be, while the payload is kept.
 	Done func()
 }
 
