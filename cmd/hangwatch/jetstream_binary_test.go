@@ -244,3 +244,37 @@ func TestJetStreamShutdownWhenTheHangStreamRefuses(t *testing.T) {
 		t.Errorf("hang stream holds %v messages (%v), want the 1 it had", info.State.Msgs, err)
 	}
 }
+
+// TestBinarySecondSignalExitsAtOnce: the hang stream refuses the hang, so the drain of
+// the first SIGTERM waits out its 5-minute timeout; a second SIGTERM ends the process at
+// once, with exit code 1 since the hang was not published.
+func TestBinarySecondSignalExitsAtOnce(t *testing.T) {
+	b := newJSBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: transport.DefaultHangStream,
+		Subjects: []string{"voice.hang.*.*", "voice.hang-resolved.*.*"}, MaxMsgs: 1, Discard: jetstream.DiscardNew}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.Publish(ctx, "voice.hang.x.y", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, "run", "--nats-url", b.url, "--jetstream", "--timeout", "1s", "--max-wait", "0",
+		"--metrics-listen", "", "--drain-timeout", "5m")
+	p.waitLog(t, "consuming live")
+	b.publish("voice.events.a.conversation-update", turnEvent("a", "user-1"))
+	p.waitLog(t, "publish to the hang stream: retrying")
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "shutting down: draining, a second signal exits at once")
+	select {
+	case <-p.done:
+		t.Fatalf("exited on the first signal, before the drain timeout:\n%s", p.stderr)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != exitError {
+		t.Errorf("exit code after the second SIGTERM = %d, want %d\n%s", code, exitError, p.stderr)
+	}
+}
