@@ -121,30 +121,23 @@ func (t SubjectTemplate) String() string { return t.raw }
 // a value that a subject token cannot hold (., *, >, white space, control characters,
 // invalid UTF-8) becomes "_".
 func (t SubjectTemplate) Render(callID, teamID, assistantID string) string {
+	values := [...]string{phCallID: callID, phTeamID: teamID, phAssistantID: assistantID}
 	n := 0
 	for _, p := range t.parts {
-		switch p.ph {
-		case phNone:
+		if p.ph == phNone {
 			n += len(p.lit)
-		case phCallID:
-			n += max(len(callID), 1)
-		case phTeamID:
-			n += max(len(teamID), 1)
-		case phAssistantID:
-			n += max(len(assistantID), 1)
+		} else {
+			// appendToken writes at most maxValueBytes of any value, and "_" for none:
+			// a huge call id must not size (and, through the string, pin) the subject.
+			n += min(max(len(values[p.ph]), 1), maxValueBytes)
 		}
 	}
 	b := make([]byte, 0, n)
 	for _, p := range t.parts {
-		switch p.ph {
-		case phNone:
+		if p.ph == phNone {
 			b = append(b, p.lit...)
-		case phCallID:
-			b = appendToken(b, callID)
-		case phTeamID:
-			b = appendToken(b, teamID)
-		case phAssistantID:
-			b = appendToken(b, assistantID)
+		} else {
+			b = appendToken(b, values[p.ph])
 		}
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b)) // b is not used after: no copy

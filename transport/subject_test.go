@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -151,5 +152,28 @@ func TestRenderBoundsLongValues(t *testing.T) {
 	}
 	if got := tmpl.Render(strings.Repeat("c", maxValueBytes), "t", ""); got != "voice.hang.t."+strings.Repeat("c", maxValueBytes) {
 		t.Errorf("a value of exactly %d bytes was changed: %q", maxValueBytes, got)
+	}
+}
+
+// TestRenderHugeValueAllocs checks that a huge value costs the bounded subject, not its
+// own size: the rendered string keeps its buffer alive as long as the output lives.
+func TestRenderHugeValueAllocs(t *testing.T) {
+	tmpl, err := ParseSubjectTemplate(DefaultHangSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := strings.Repeat("c", 1<<20)
+	const runs = 16
+	var before, after runtime.MemStats
+	var got string
+	runtime.ReadMemStats(&before)
+	for range runs {
+		got = tmpl.Render(huge, huge, huge)
+	}
+	runtime.ReadMemStats(&after)
+	// The subject of two bounded tokens is under 300 bytes; allow for other allocations of
+	// the process while the loop ran.
+	if perRun := (after.TotalAlloc - before.TotalAlloc) / runs; perRun > 4096 {
+		t.Errorf("Render of a %d-byte value allocates %d bytes, want the size of a %d-byte subject", len(huge), perRun, len(got))
 	}
 }
