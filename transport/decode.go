@@ -75,8 +75,7 @@ type state uint8
 const (
 	stAbsent state = iota // missing, or null
 	stOK
-	stBad   // a JSON type that the field cannot have
-	stEmpty // an empty call.id
+	stBad // a JSON type that the field cannot have
 )
 
 // field is the state of one field and, when bad, the first byte of its value (which
@@ -458,7 +457,8 @@ func (d *decoder) spanValue(i, depth int, s *span) int {
 }
 
 // stringValue reads a string-or-null field at i. It returns the string body, whether it
-// has escapes, and the index past the value; f is set to the field's state.
+// has escapes, and the index past the value; f is set to the field's state. The body is
+// nil unless the value is a string, so that a null or bad field reads as "".
 func (d *decoder) stringValue(i, depth int, f *field) ([]byte, bool, int) {
 	data := d.data
 	if i < len(data) {
@@ -540,10 +540,7 @@ func (d *decoder) decodeMessage(i int) int {
 			var raw []byte
 			var esc bool
 			raw, esc, i = d.stringValue(vi, depth+1, &d.typ)
-			d.typeVal = detector.TypeOther
-			if d.typ.st == stOK {
-				d.typeVal = eventType(cmpStr(raw, esc, &d.buf))
-			}
+			d.typeVal = eventType(cmpStr(raw, esc, &d.buf))
 		case "call":
 			i = d.decodeCall(vi)
 		case "messages":
@@ -625,20 +622,10 @@ func (d *decoder) decodeCall(i int) int {
 		switch key {
 		case "id":
 			raw, esc, i = d.stringValue(vi, depth+1, &d.id)
-			d.callID = ""
-			if d.id.st == stOK {
-				if len(raw) == 0 {
-					d.id.st = stEmpty
-				} else {
-					d.callID = str(raw, esc)
-				}
-			}
+			d.callID = str(raw, esc)
 		case "status":
 			raw, esc, i = d.stringValue(vi, depth+1, &d.status)
-			d.statusVal = detector.StatusUnknown
-			if d.status.st == stOK {
-				d.statusVal = callStatus(cmpStr(raw, esc, &d.buf))
-			}
+			d.statusVal = callStatus(cmpStr(raw, esc, &d.buf))
 		case "teamId":
 			raw, esc, i = d.stringValue(vi, depth+1, &d.team)
 			d.teamID = str(raw, esc)
@@ -755,15 +742,12 @@ func (d *decoder) decodeElement(i, depth int, el *element) int {
 			var raw []byte
 			var esc bool
 			raw, esc, i = d.stringValue(vi, depth, &f)
-			el.role = detector.RoleOther
-			if f.st == stOK {
-				el.role = detector.ParseRole(cmpStr(raw, esc, &d.buf))
-			}
+			el.role = detector.ParseRole(cmpStr(raw, esc, &d.buf))
 			elementField(el, elRole, f)
 		case "text":
 			var raw []byte
 			raw, _, i = d.stringValue(vi, depth, &f)
-			el.nonEmpty = f.st == stOK && nonEmpty(raw)
+			el.nonEmpty = nonEmpty(raw)
 			elementField(el, elText, f)
 		case "timestamp":
 			i = d.timestamp(vi, depth, el)
@@ -887,7 +871,8 @@ func (d *decoder) finish() error {
 		return wrong(ReasonWrongType, "message.call", d.call.kind)
 	case d.id.st == stAbsent:
 		return &BadInputError{Reason: ReasonNoCallID, Detail: "message.call.id is missing or null"}
-	case d.id.st == stEmpty:
+	case d.id.st == stOK && d.callID == "":
+		// str decodes only an empty body to "": every byte or escape yields one.
 		return &BadInputError{Reason: ReasonNoCallID, Detail: "message.call.id is empty"}
 	case d.id.st == stBad:
 		return wrong(ReasonWrongType, "message.call.id", d.id.kind)
