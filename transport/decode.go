@@ -125,6 +125,26 @@ type element struct {
 	kinds [5]byte
 }
 
+// msgState is what Decode reads of message. A later duplicate key message replaces it
+// whole, so it is reset with one assignment.
+type msgState struct {
+	typ, call                            field
+	typeVal                              detector.Type
+	msgs                                 history
+	assistant, phone, customer, analysis span
+	callState
+}
+
+// callState is what Decode reads of message.call, which a later duplicate key call
+// replaces whole.
+type callState struct {
+	id, status, team, assistantID field
+	statusVal                     detector.Status
+	callID, teamID, aID           string
+	callMsgs                      history
+	callSpan                      span
+}
+
 // decoder is the state of one call of Decode. It lives on Decode's stack.
 type decoder struct {
 	data     []byte
@@ -135,14 +155,8 @@ type decoder struct {
 	fail   Reason
 	failAt int
 
-	top, message, typ, call, id, status, team, assistantID field
-
-	typeVal             detector.Type
-	statusVal           detector.Status
-	callID, teamID, aID string
-	msgs, callMsgs      history
-
-	callSpan, assistant, phone, customer, analysis span
+	top, message field
+	msgState
 
 	// Kinds of the open containers of skipValue, one bit per depth.
 	stack [16]uint64
@@ -518,10 +532,7 @@ func (d *decoder) decodeTop(i int) int {
 func (d *decoder) decodeMessage(i int) int {
 	const depth = 1
 	data := d.data
-	d.typ, d.call, d.id, d.status, d.team, d.assistantID = field{}, field{}, field{}, field{}, field{}, field{}
-	d.typeVal, d.statusVal, d.callID, d.teamID, d.aID = detector.TypeOther, detector.StatusUnknown, "", "", ""
-	d.msgs, d.callMsgs = history{}, history{}
-	d.callSpan, d.assistant, d.phone, d.customer, d.analysis = span{}, span{}, span{}, span{}, span{}
+	d.msgState = msgState{}
 	d.ev.Stretches = d.ev.Stretches[:0]
 	if j, ok := d.open(i, depth, '{', &d.message); !ok {
 		return j
@@ -598,10 +609,7 @@ func callStatus(s string) detector.Status {
 func (d *decoder) decodeCall(i int) int {
 	const depth = 2
 	data := d.data
-	d.id, d.status, d.team, d.assistantID = field{}, field{}, field{}, field{}
-	d.statusVal, d.callID, d.teamID, d.aID = detector.StatusUnknown, "", "", ""
-	d.callMsgs = history{}
-	d.callSpan = span{}
+	d.callState = callState{}
 	if j, ok := d.open(i, depth, '{', &d.call); !ok {
 		return j
 	}
