@@ -667,7 +667,6 @@ func (d *decoder) decodeHistory(i, depth int, h, other *history) int {
 	}
 	start := i
 	// Stretches go after those of the other history, if it has any.
-	h.lo = 0
 	if other.st == stOK {
 		h.lo = other.hi
 	}
@@ -713,12 +712,9 @@ func (d *decoder) decodeHistory(i, depth int, h, other *history) int {
 			}
 		}
 	}
-	if len(st) > 0 && (cap(ev.Stretches) < h.lo+len(st) || &ev.Stretches[:h.lo+1][h.lo] != &st[0]) {
-		// AddMessage outgrew the capacity: join the other history's stretches.
-		ev.Stretches = append(ev.Stretches[:h.lo], st...)
-	} else {
-		ev.Stretches = ev.Stretches[:h.lo+len(st)]
-	}
+	// st is in place unless AddMessage outgrew the capacity; then this joins the other
+	// history's stretches (in place, the copy is onto itself).
+	ev.Stretches = append(ev.Stretches[:h.lo], st...)
 	h.hi = len(ev.Stretches)
 	h.count = idx
 	h.span = span{uint32(start), uint32(i)}
