@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/hangwatch/hangwatch/detector"
@@ -591,15 +592,16 @@ func eventType(s string) detector.Type {
 	return detector.TypeOther
 }
 
+// callStatus reads call.status, case-insensitively like detector.ParseRole reads a role.
 func callStatus(s string) detector.Status {
 	switch {
-	case foldEq(s, "ongoing"):
+	case strings.EqualFold(s, "ongoing"):
 		return detector.StatusOngoing
-	case foldEq(s, "finished"):
+	case strings.EqualFold(s, "finished"):
 		return detector.StatusFinished
-	case foldEq(s, "queued"):
+	case strings.EqualFold(s, "queued"):
 		return detector.StatusQueued
-	case foldEq(s, "forwarded"):
+	case strings.EqualFold(s, "forwarded"):
 		return detector.StatusForwarded
 	}
 	return detector.StatusUnknown

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -101,26 +100,6 @@ func cmpStr(raw []byte, esc bool, buf *cmpBuf) string {
 	}
 	b := unquote(buf[:0], raw)
 	return unsafe.String(unsafe.SliceData(b), len(b))
-}
-
-// foldEq reports whether s equals the lower-case ASCII name t under Unicode case
-// folding, as strings.EqualFold does; the common all-ASCII case avoids its rune loop.
-func foldEq(s, t string) bool {
-	if len(s) != len(t) {
-		// Folding can change the length only with non-ASCII runes (the Kelvin sign
-		// folds to k, the long s to s).
-		return len(s) > len(t) && strings.EqualFold(s, t)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			return strings.EqualFold(s, t)
-		}
-		if c|0x20 != t[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // nonEmpty reports whether a JSON string body (validated, without its quotes) holds
