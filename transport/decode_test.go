@@ -315,6 +315,9 @@ func nested(n int) string {
 	return ev(`{"call":{"id":"c1","x":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}}`)
 }
 
+// secret stands for a transcript: no error may quote it.
+const secret = "SECRET"
+
 // badInputTests are malformed events; they seed FuzzDecode too.
 var badInputTests = []struct {
 	name       string
@@ -367,6 +370,14 @@ var badInputTests = []struct {
 	{name: "timestamp out of range", give: withMessages(`[{"role":"user","text":"a","timestamp":1e400}]`), wantReason: ReasonWrongType, wantDetail: "message.messages[0].timestamp is out of range"},
 	{name: "wrong type in a tool message", give: withMessages(`[{"role":"tool","text":{"x":1}}]`), wantReason: ReasonWrongType},
 	{name: "first error is the first field", give: withMessages(`[{"timestamp":"x","role":1}]`), wantReason: ReasonWrongType, wantDetail: "message.messages[0].role is a number"},
+	// SPEC §5: no value of the payload in the error; TestDecodeBadInput looks for secret.
+	{name: "secret key", give: `{"` + secret + `":1}`, wantReason: ReasonNoMessage},
+	{name: "secret type", give: ev(`{"type":["` + secret + `"],"call":{"id":"c1"}}`), wantReason: ReasonWrongType},
+	{name: "secret call.id", give: ev(`{"call":{"id":{"` + secret + `":"` + secret + `"}}}`), wantReason: ReasonWrongType},
+	{name: "secret text", give: withMessages(`[{"role":"user","text":["` + secret + `"]}]`), wantReason: ReasonWrongType},
+	{name: "secret messageId", give: withMessages(`[{"role":"user","text":"` + secret + `","messageId":{"` + secret + `":1}}]`), wantReason: ReasonWrongType},
+	{name: "secret timestamp", give: withMessages(`[{"role":"user","text":"` + secret + `","timestamp":"` + secret + `"}]`), wantReason: ReasonWrongType},
+	{name: "syntax error in secret text", give: withMessages(`[{"role":"user","text":"` + secret + "\x01\"}]"), wantReason: ReasonNotJSON},
 	{name: "deeply nested", give: nested(10000), wantReason: ReasonTooDeep},
 	{name: "nested past the limit", give: nested(62), wantReason: ReasonTooDeep, wantDetail: "nesting deeper than 64 at offset 95"},
 	{name: "too large", give: ev(`{"call":{"id":"c1","x":"` + strings.Repeat("a", 1<<20) + `"}}`), wantReason: ReasonTooLarge},
@@ -386,6 +397,9 @@ func TestDecodeBadInput(t *testing.T) {
 			}
 			if tt.wantDetail != "" && bad.Detail != tt.wantDetail {
 				t.Errorf("detail %q, want %q", bad.Detail, tt.wantDetail)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q quotes the payload", err)
 			}
 			if r, ok := BadInputReason(err); !ok || r != tt.wantReason {
 				t.Errorf("BadInputReason = %v, %v", r, ok)
