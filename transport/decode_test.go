@@ -283,6 +283,27 @@ var decodeTests = []struct {
 		wantStretches: []detector.Stretch{{First: turn("u2", 0, 1000000000001), Last: turn("u2", 0, 1000000000001)}},
 	},
 	{
+		// SPEC §1: a timestamp below 1e11 is in seconds; as integer and as float.
+		name:         "timestamps just below 1e11 are seconds",
+		give:         withMessages(`[` + user("u1", `"a"`, "99999999999") + `,` + user("u2", `"b"`, "99999999999.5") + `]`),
+		wantType:     detector.TypeConversationUpdate,
+		wantCallID:   "c1",
+		wantMessages: 2,
+		wantStretches: []detector.Stretch{
+			{First: turn("u1", 0, 99999999999000), Last: turn("u2", 1, 99999999999500)},
+		},
+	},
+	{
+		name:         "timestamps of 1e11 are milliseconds",
+		give:         withMessages(`[` + user("u1", `"a"`, "100000000000.0") + `,` + user("u2", `"b"`, "100000000000") + `]`),
+		wantType:     detector.TypeConversationUpdate,
+		wantCallID:   "c1",
+		wantMessages: 2,
+		wantStretches: []detector.Stretch{
+			{First: turn("u1", 0, 100000000000), Last: turn("u2", 1, 100000000000)},
+		},
+	},
+	{
 		name:         "duplicate element keys: the last wins",
 		give:         withMessages(`[{"role":5,"role":"user","text":7,"text":"a","timestamp":"x","timestamp":null,"messageId":1,"messageId":"u\u0031"}]`),
 		wantType:     detector.TypeConversationUpdate,
