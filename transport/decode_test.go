@@ -304,6 +304,15 @@ var decodeTests = []struct {
 		},
 	},
 	{
+		// SPEC §1: only the fields that detection reads have a type to keep.
+		name:          "passed-through element fields of any type",
+		give:          withMessages(`[{"messageId":"u1","role":"user","text":"a","timestamp":1000000000000,"metrics":"x","skippedAssistantMessages":5,"extra":[null,{}]}]`),
+		wantType:      detector.TypeConversationUpdate,
+		wantCallID:    "c1",
+		wantMessages:  1,
+		wantStretches: []detector.Stretch{{First: turn("u1", 0, 1000000000000), Last: turn("u1", 0, 1000000000000)}},
+	},
+	{
 		name:         "duplicate element keys: the last wins",
 		give:         withMessages(`[{"role":5,"role":"user","text":7,"text":"a","timestamp":"x","timestamp":null,"messageId":1,"messageId":"u\u0031"}]`),
 		wantType:     detector.TypeConversationUpdate,
