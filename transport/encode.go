@@ -88,10 +88,11 @@ func MsgID(callID string, out *detector.Output) string {
 
 const hexDigits = "0123456789abcdef"
 
-// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes \ufffd, byte by
-// byte, as encoding/json does; U+2028 and U+2029 are escaped too, so that the event can
-// be embedded in JavaScript. Everything hangwatch writes as JSON goes through it, the
-// simulated pipeline's events included.
+// AppendJSONString appends s as a JSON string, escaped as encoding/json (Go 1.22 and
+// later) escapes it with HTML escaping off: invalid UTF-8 becomes \ufffd, byte by byte,
+// \b and \f keep their short escapes, and U+2028 and U+2029 are escaped, so that the
+// event can be embedded in JavaScript. Everything hangwatch writes as JSON goes through
+// it, the simulated pipeline's events included.
 func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -112,6 +113,10 @@ func AppendJSONString(dst []byte, s string) []byte {
 				dst = append(dst, '\\', 'r')
 			case '\t':
 				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}

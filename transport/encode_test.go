@@ -250,6 +250,7 @@ func TestAppendJSONString(t *testing.T) {
 		{"ascii", "Thursday afternoon if possible."},
 		{"quotes and backslash", `it says "overdue", path C:\x`},
 		{"controls", "a\nb\rc\td\x00e\x1ff\x7f"},
+		{"backspace and form feed", "a\bb\fc\x0bd"},
 		{"non-ascii", "José Müller, €120, 日本"},
 		{"line separators", "a\u2028b\u2029c"},
 		{"invalid utf-8", "a\xffb\xc3"},
