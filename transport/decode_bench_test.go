@@ -145,27 +145,6 @@ func BenchmarkDecodeEncodingJSON(b *testing.B) {
 	}
 }
 
-// jsonEventRaw keeps, like Decode, the raw call and history to pass them through, and
-// decodes them a second time for the fields that detection reads.
-type jsonEventRaw struct {
-	Message struct {
-		Type      string          `json:"type"`
-		Call      json.RawMessage `json:"call"`
-		Assistant json.RawMessage `json:"assistant"`
-		Messages  json.RawMessage `json:"messages"`
-		Phone     json.RawMessage `json:"phone"`
-		Customer  json.RawMessage `json:"customer"`
-		Analysis  json.RawMessage `json:"analysis"`
-	} `json:"message"`
-}
-
-type jsonCall struct {
-	ID          string `json:"id"`
-	Status      string `json:"status"`
-	TeamID      string `json:"teamId"`
-	AssistantID string `json:"assistantId"`
-}
-
 // BenchmarkDecodeEncodingJSONRaw measures encoding/json getting what Decode gets: the
 // fields that detection reads and the raw values to pass through.
 func BenchmarkDecodeEncodingJSONRaw(b *testing.B) {
@@ -174,8 +153,8 @@ func BenchmarkDecodeEncodingJSONRaw(b *testing.B) {
 			b.SetBytes(int64(len(in.data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				var ev jsonEventRaw
-				var call jsonCall
+				var ev jsonref.Raw
+				var call jsonref.Call
 				var msgs []jsonref.Message
 				if json.Unmarshal(in.data, &ev) != nil || json.Unmarshal(ev.Message.Call, &call) != nil ||
 					json.Unmarshal(ev.Message.Messages, &msgs) != nil {

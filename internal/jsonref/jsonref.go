@@ -33,3 +33,26 @@ type Message struct {
 	Text      string   `json:"text"`
 	Timestamp *float64 `json:"timestamp"`
 }
+
+// Raw is an event as encoding/json decodes it to get what transport.Decode gets by
+// another route: the call and the history are kept raw, to be passed through, and
+// decoded a second time, into a Call and a []Message, for the fields detection reads.
+type Raw struct {
+	Message struct {
+		Type      string          `json:"type"`
+		Call      json.RawMessage `json:"call"`
+		Assistant json.RawMessage `json:"assistant"`
+		Messages  json.RawMessage `json:"messages"`
+		Phone     json.RawMessage `json:"phone"`
+		Customer  json.RawMessage `json:"customer"`
+		Analysis  json.RawMessage `json:"analysis"`
+	} `json:"message"`
+}
+
+// Call is what detection reads of the raw call of a Raw.
+type Call struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	TeamID      string `json:"teamId"`
+	AssistantID string `json:"assistantId"`
+}
