@@ -26,9 +26,6 @@ var _ detector.Payload = (*Payload)(nil)
 // Len is the number of bytes the payload retains.
 func (p *Payload) Len() int { return len(p.data) }
 
-// Bytes returns the whole event as received.
-func (p *Payload) Bytes() []byte { return p.data }
-
 func (p *Payload) value(s span) []byte {
 	if s.end == 0 {
 		return nil
