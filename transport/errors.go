@@ -40,9 +40,14 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Reasons returns every reason of bad input, so that counters can start at zero.
+// Reasons returns every reason of bad input, so that counters can start at zero. It
+// walks the names, so that a new reason needs no third list.
 func Reasons() []Reason {
-	return []Reason{ReasonTooLarge, ReasonNotJSON, ReasonTooDeep, ReasonNoMessage, ReasonNoCallID, ReasonMessagesNotArray, ReasonWrongType}
+	rs := make([]Reason, 0, len(reasonNames)-1)
+	for r := ReasonNone + 1; int(r) < len(reasonNames); r++ {
+		rs = append(rs, r)
+	}
+	return rs
 }
 
 // ErrBadInput matches every *BadInputError with errors.Is.
