@@ -145,7 +145,7 @@ func assertStretches(t *testing.T, got, want []detector.Stretch) {
 // ev wraps a message object into an event.
 func ev(message string) string { return `{"message":` + message + `}` }
 
-// call wraps the rest of a message around a call with id c1.
+// withMessages wraps a history into a conversation-update of the call c1.
 func withMessages(messages string) string {
 	return ev(`{"type":"conversation-update","call":{"id":"c1"},"messages":` + messages + `}`)
 }

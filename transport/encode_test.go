@@ -19,7 +19,7 @@ func decodeFixture(t testing.TB, name string) *detector.Event {
 	return ev
 }
 
-// at is 2025-11-20T14:02:32.631Z plus 123456 ns.
+// testAt is 2025-11-20T14:02:32.631Z plus 123456 ns, in Unix nanoseconds.
 const testAt = 1763647352631_123456
 
 func TestAppendOutputSplicesSpans(t *testing.T) {
