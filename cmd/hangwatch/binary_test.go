@@ -157,7 +157,7 @@ func TestBinaryRun(t *testing.T) {
 		}
 	}
 
-	p := startBinary(t, "run", "--nats-url", srv.ClientURL(), "--timeout", "1s", "--max-wait", "0")
+	p := startBinary(t, "run", "--nats-url", srv.ClientURL(), "--timeout", "1s", "--max-wait", "0", "--metrics-listen", "")
 	p.waitLog(t, "consuming")
 
 	publish := func(subject string, data []byte) {
