@@ -142,10 +142,7 @@ func NewJetStreamSink(ctx context.Context, c *Conn, o SinkOptions, jo JetStreamS
 		return nil, fmt.Errorf("%w: %w", ErrJetStream, err)
 	}
 	core := NewSink(c, o)
-	subjects := []string{core.o.HangSubject.Wildcard()}
-	if w := core.o.ResolvedSubject.Wildcard(); w != subjects[0] {
-		subjects = append(subjects, w)
-	}
+	subjects := OutputWildcards(core.o.HangSubject, core.o.ResolvedSubject)
 	st, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        jo.Stream,
 		Description: "hangwatch: hang and hang-resolved events",

@@ -263,6 +263,25 @@ func TestJetStreamStreams(t *testing.T) {
 	})
 }
 
+// TestJetStreamSinkOverlappingTemplates: when one output template's wildcard covers the
+// other's, the hang stream is created over the wider alone; the server refuses a stream
+// whose subjects overlap.
+func TestJetStreamSinkOverlappingTemplates(t *testing.T) {
+	srv := startJetStream(t, t.TempDir(), "")
+	js := jsClient(t, srv)
+	o := SinkOptions{HangSubject: mustTemplate("hw.{callId}"), ResolvedSubject: mustTemplate("hw.resolved")}
+	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
+	if err != nil {
+		t.Fatalf("NewJetStreamSink() = %v", err)
+	}
+	if err := sink.Close(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamInfo(t, js, DefaultHangStream).Config.Subjects; !slices.Equal(got, []string{"hw.*"}) {
+		t.Errorf("hang stream subjects = %q, want [hw.*]", got)
+	}
+}
+
 // held is a delivered event kept by a test, which calls Done when it chooses.
 type held struct {
 	received
