@@ -12,7 +12,6 @@ import (
 	"unicode"
 
 	"github.com/nats-io/nats.go"
-	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/transport"
 )
@@ -21,7 +20,7 @@ const tailSummary = `Print the hang and hang-resolved events published on NATS, 
 JSON, or with --format text a one-line summary. Runs until interrupted.`
 
 // defaultTailURL is where tail looks without --nats-url: the embedded server's default.
-const defaultTailURL = "nats://127.0.0.1:4222"
+const defaultTailURL = "nats://" + transport.DefaultEmbeddedListen
 
 func tailCmd(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("tail", tailSummary)
@@ -35,13 +34,13 @@ func tailCmd(args []string, stdout, stderr io.Writer) error {
 	if *format != "json" && *format != "text" {
 		return usageError{c, fmt.Errorf("--format: want json or text, got %q", *format)}
 	}
-	var subjects []string
-	for _, s := range []string{*hang, *resolved} {
-		t, err := transport.ParseSubjectTemplate(s)
-		if err != nil {
-			return usageError{c, err}
-		}
-		subjects = append(subjects, t.Wildcard())
+	hangTmpl, err := transport.ParseSubjectTemplate(*hang)
+	if err != nil {
+		return usageError{c, err}
+	}
+	resolvedTmpl, err := transport.ParseSubjectTemplate(*resolved)
+	if err != nil {
+		return usageError{c, err}
 	}
 	if conn.URL == "" {
 		conn.URL = defaultTailURL
@@ -57,38 +56,40 @@ func tailCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signalContext(func(os.Signal) {})
 	defer stop()
+	return tail(ctx, nc, hangTmpl, resolvedTmpl, *format, stdout)
+}
 
+// tail prints every output published on the subjects of the templates, each once, until
+// ctx is done; then it closes nc.
+func tail(ctx context.Context, nc *transport.Conn, hang, resolved transport.SubjectTemplate, format string, stdout io.Writer) (err error) {
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cerr := nc.Close(closeCtx); err == nil {
+			err = cerr
+		}
+	}()
 	// One channel for both subjects keeps the lines in arrival order, written by this
 	// goroutine only.
 	msgs := make(chan *nats.Msg, 1024)
-	for _, s := range subjects {
+	for _, s := range transport.OutputWildcards(hang, resolved) {
 		if _, err := nc.NATS().ChanSubscribe(s, msgs); err != nil {
-			closeConn(nc)
 			return fmt.Errorf("subscribe %s: %w", s, err)
 		}
 	}
 	if err := nc.NATS().Flush(); err != nil {
-		closeConn(nc)
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	log.Info("tailing", zap.Strings("subjects", subjects))
 	for {
 		select {
 		case m := <-msgs:
-			if _, err := fmt.Fprintln(stdout, tailLine(*format, m.Subject, m.Data)); err != nil {
-				closeConn(nc)
+			if _, err := fmt.Fprintln(stdout, tailLine(format, m.Subject, m.Data)); err != nil {
 				return err
 			}
 		case <-ctx.Done():
-			return closeConn(nc)
+			return nil
 		}
 	}
-}
-
-func closeConn(c *transport.Conn) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return c.Close(ctx)
 }
 
 // tailLine renders an output event as one line: its JSON, compacted (an event carries the
