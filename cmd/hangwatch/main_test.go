@@ -63,6 +63,8 @@ func TestUsage(t *testing.T) {
 		{name: "bad template", give: []string{"run", "--hang-subject", "voice.hang.{team}"}, wantCode: exitUsage, wantStderr: "unknown placeholder {team}"},
 		{name: "bad log format", give: []string{"run", "--log-format", "xml"}, wantCode: exitUsage, wantStderr: "--log-format"},
 		{name: "unreachable server", give: []string{"run", "--nats-url", "nats://127.0.0.1:1", "--nats-connect-timeout", "1s"}, wantCode: exitError, wantStderr: "connect to NATS at nats://127.0.0.1:1"},
+		// Read from HANGWATCH_NATS_URL (SPEC §4), the embedded server is not started.
+		{name: "unreachable server from the environment", env: map[string]string{"HANGWATCH_NATS_URL": "nats://127.0.0.1:1"}, give: []string{"run", "--nats-connect-timeout", "1s", "--embedded-listen", "nowhere"}, wantCode: exitError, wantStderr: "connect to NATS at nats://127.0.0.1:1"},
 		{name: "tail unreachable", give: []string{"tail", "--nats-url", "nats://127.0.0.1:1"}, wantCode: exitError, wantStderr: "connect to NATS"},
 		{name: "tail bad format", give: []string{"tail", "--format", "yaml"}, wantCode: exitUsage, wantStderr: "--format"},
 	}
