@@ -347,12 +347,19 @@ func (s *JetStreamSource) pullOptions() []jetstream.PullMessagesOpt {
 func (s *JetStreamSource) recover(ctx context.Context, it jetstream.MessagesContext, err error) (jetstream.MessagesContext, error) {
 	s.jsStats.consumeError.Add(1)
 	switch {
+	case s.conn.NATS().IsClosed():
+		// Nothing will come any more: end, as Source does, so that the process exits and
+		// is restarted rather than live on deaf.
+		last := s.conn.NATS().LastError()
+		s.log.Error("NATS closed the connection for good", zap.Error(last))
+		if last == nil {
+			last = err
+		}
+		return nil, fmt.Errorf("%w: consume %s: %w", ErrConnClosed, s.co.Durable, last)
 	case errors.Is(err, jetstream.ErrNoHeartbeat):
 		// The pull request went with a server or a connection; the next call pulls anew.
 		s.limited.Warn("live consumer: no heartbeat, pulling again", zap.String("durable", s.co.Durable))
 		return it, nil
-	case s.conn.NATS().IsClosed():
-		return nil, fmt.Errorf("%w: consume %s: %w", ErrJetStream, s.co.Durable, err)
 	case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
 		s.log.Error("live consumer closed by the server: resuming", zap.String("durable", s.co.Durable), zap.Error(err))
 		it.Stop()

@@ -601,6 +601,33 @@ func TestJetStreamSourceResumes(t *testing.T) {
 	})
 }
 
+// TestJetStreamSourceEndsWhenNATSClosesTheConnection is the twin of
+// TestSourceEndsWhenNATSClosesTheConnection: Run ends with ErrConnClosed.
+func TestJetStreamSourceEndsWhenNATSClosesTheConnection(t *testing.T) {
+	srv := startJetStream(t, t.TempDir(), "")
+	conn, err := Connect(ConnOptions{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newJSSource(t, conn, SourceOptions{}, StreamOptions{}, ConsumerOptions{})
+	_, done := runJS(t, src)
+	// A subject over the server's control line limit is a protocol violation: the
+	// server closes the connection, and nats.go does not reconnect.
+	_ = conn.NATS().Publish(strings.Repeat("a", 5000), nil)
+	_ = conn.NATS().Flush()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrConnClosed) {
+			t.Errorf("Run() = %v, want ErrConnClosed", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Run still running on a closed connection")
+	}
+	if src.Ready() {
+		t.Error("a source on a closed connection says it is ready")
+	}
+}
+
 // TestJetStreamReceivedNeverAhead: an event is received at the time the server stored
 // it, but never after the local clock, so that a server whose clock runs ahead cannot
 // move the engine's deadlines into its future.
