@@ -283,6 +283,37 @@ func TestSourceSlowConsumer(t *testing.T) {
 	once.Do(func() { close(release) })
 }
 
+// TestSourceDroppedSurvivesDrain: the count of dropped events must not fall to 0 once
+// the subscriptions are drained, while the metrics are still served.
+func TestSourceDroppedSurvivesDrain(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	src := NewSource(conn, SourceOptions{PendingMsgs: 5, PendingBytes: 1 << 20})
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, func(ev *detector.Event) { <-release; ev.Done() }) }()
+	eventually(t, "source ready", src.Ready)
+	pub := plainClient(t, srv)
+	data := readFixture(t, "01-status-update-ongoing.json")
+	for range 100 {
+		if err := pub.Publish("voice.events.c.status-update", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "events dropped", func() bool { return src.Stats().Dropped > 0 })
+	before := src.Stats().Dropped
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if after := src.Stats().Dropped; after < before {
+		t.Errorf("Stats().Dropped = %d after the drain, was %d", after, before)
+	}
+}
+
 func TestSinkPublishes(t *testing.T) {
 	srv := startServer(t, EmbeddedOptions{})
 	sink := NewSink(connect(t, srv, ConnOptions{}), SinkOptions{})

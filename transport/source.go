@@ -55,7 +55,27 @@ type Source struct {
 	intake
 	deliver func(*detector.Event)
 	ready   atomic.Bool
-	subs    atomic.Pointer[[]*nats.Subscription] // for their count of dropped events
+	subs    atomic.Pointer[[]*countedSub] // for their count of dropped events
+}
+
+// countedSub is a subscription with the count of events it dropped as last read: a
+// subscription no longer says once it is drained, and the counter must not fall while
+// the metrics are still served.
+type countedSub struct {
+	sub     *nats.Subscription
+	dropped atomic.Int64
+}
+
+// droppedNow reads the count of dropped events, and keeps it while it can be read.
+func (c *countedSub) droppedNow() int64 {
+	n, err := c.sub.Dropped()
+	for err == nil {
+		seen := c.dropped.Load()
+		if int64(n) <= seen || c.dropped.CompareAndSwap(seen, int64(n)) {
+			break
+		}
+	}
+	return c.dropped.Load()
 }
 
 // intake is what the core NATS Source and the JetStreamSource share: it decodes a
@@ -169,7 +189,11 @@ func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
 		s.drain(subs)
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	s.subs.Store(&subs)
+	counted := make([]*countedSub, len(subs))
+	for i, sub := range subs {
+		counted[i] = &countedSub{sub: sub}
+	}
+	s.subs.Store(&counted)
 	s.ready.Store(true)
 	s.log.Info("consuming", zap.Strings("subjects", s.o.Subjects))
 	select {
@@ -186,6 +210,7 @@ func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
 		return fmt.Errorf("%w: %w", ErrConnClosed, err)
 	}
 	s.ready.Store(false)
+	s.dropped() // read before the subscriptions drain and stop saying
 	return s.drain(subs)
 }
 
@@ -291,14 +316,19 @@ func (in *intake) reject(subject string, data []byte, err error) {
 // Stats returns the source's counters.
 func (s *Source) Stats() SourceStats {
 	st := s.sourceStats()
+	st.Dropped = s.dropped()
+	return st
+}
+
+// dropped returns how many events NATS dropped because the subscriptions fell behind.
+func (s *Source) dropped() int64 {
+	var n int64
 	if subs := s.subs.Load(); subs != nil {
-		for _, sub := range *subs {
-			if n, err := sub.Dropped(); err == nil {
-				st.Dropped += int64(n)
-			}
+		for _, c := range *subs {
+			n += c.droppedNow()
 		}
 	}
-	return st
+	return n
 }
 
 func (in *intake) sourceStats() SourceStats {
