@@ -304,13 +304,18 @@ func (s *JetStreamSource) endReplay(cons jetstream.Consumer, it jetstream.Messag
 
 // Run consumes live through the durable consumer and hands every event to deliver,
 // until ctx is done; it keeps going through reconnections and server restarts. Then it
-// drains: the events already pulled are still delivered, for at most the drain timeout
-// (those left are delivered again on the next start), and it returns.
+// drains: the events already pulled are still delivered until the drain timeout after
+// ctx was done (those left are delivered again on the next start), and it returns.
 func (s *JetStreamSource) Run(ctx context.Context, deliver func(*detector.Event)) error {
 	it, err := s.durable.Messages(s.pullOptions()...)
 	if err != nil {
 		return fmt.Errorf("%w: consume %s: %w", ErrJetStream, s.co.Durable, err)
 	}
+	// The drain timeout runs from when ctx is done, not from when the loop sees it (a
+	// delivery may hold the loop meanwhile): it is one deadline with the rest of a
+	// shutdown.
+	doneAt := make(chan time.Time, 1)
+	defer context.AfterFunc(ctx, func() { doneAt <- time.Now() })()
 	s.ready.Store(true)
 	s.log.Info("consuming live", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable), zap.Strings("subjects", s.o.Subjects))
 	for ctx.Err() == nil {
@@ -328,7 +333,12 @@ func (s *JetStreamSource) Run(ctx context.Context, deliver func(*detector.Event)
 		}
 	}
 	s.ready.Store(false)
-	s.drain(it, deliver)
+	stopped := time.Now()
+	select {
+	case stopped = <-doneAt:
+	default: // ctx was done just now
+	}
+	s.drain(it, deliver, stopped.Add(s.o.DrainTimeout))
 	return nil
 }
 
@@ -400,11 +410,10 @@ func (s *JetStreamSource) resume(ctx context.Context) (jetstream.MessagesContext
 	}
 }
 
-// drain stops pulling and delivers what was pulled already, for at most the drain
-// timeout.
-func (s *JetStreamSource) drain(it jetstream.MessagesContext, deliver func(*detector.Event)) {
+// drain stops pulling and delivers what was pulled already, until deadline.
+func (s *JetStreamSource) drain(it jetstream.MessagesContext, deliver func(*detector.Event), deadline time.Time) {
 	it.Drain()
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.DrainTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))

@@ -628,6 +628,47 @@ func TestJetStreamSourceEndsWhenNATSClosesTheConnection(t *testing.T) {
 	}
 }
 
+// TestJetStreamDrainTimeoutRunsFromCancel: the drain timeout runs from when Run's
+// context is done, not from when a delivery that held the loop returns, so that it is
+// one deadline with the rest of a shutdown.
+func TestJetStreamDrainTimeoutRunsFromCancel(t *testing.T) {
+	const drain = time.Second
+	srv := startJetStream(t, t.TempDir(), "")
+	js := jsClient(t, srv)
+	src := newJSSource(t, connect(t, srv, ConnOptions{}), SourceOptions{DrainTimeout: drain}, StreamOptions{}, ConsumerOptions{})
+	for i := range 50 {
+		store(t, js, callSubject(fmt.Sprint("c", i), "status-update"), statusUpdate(fmt.Sprint("c", i), "ongoing", 1))
+	}
+	first, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(ev *detector.Event) {
+			once.Do(func() { close(first); <-release }) // the engine is stuck at the signal
+			time.Sleep(50 * time.Millisecond)           // then slow: the drain cannot finish
+			ev.Done()
+		})
+	}()
+	select {
+	case <-first:
+	case <-time.After(waitFor):
+		t.Fatal("nothing delivered")
+	}
+	begin := time.Now()
+	cancel()
+	time.Sleep(900 * time.Millisecond)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	// From the delivery's return, the drain would end at 1.9 s.
+	if d := time.Since(begin); d > drain+500*time.Millisecond {
+		t.Errorf("Run returned %v after its context was done, want about the drain timeout %v", d, drain)
+	}
+}
+
 // TestJetStreamReceivedNeverAhead: an event is received at the time the server stored
 // it, but never after the local clock, so that a server whose clock runs ahead cannot
 // move the engine's deadlines into its future.

@@ -40,8 +40,8 @@ type SourceOptions struct {
 	// DeadLetter, when set, is the subject rejected events are republished on,
 	// unchanged, with headers that give the reason.
 	DeadLetter string
-	// DrainTimeout bounds how long Run waits for its subscriptions to drain once its
-	// context is done (default 10 s).
+	// DrainTimeout bounds how long Run waits for its subscriptions to drain, from when
+	// its context is done (default 10 s).
 	DrainTimeout time.Duration
 	// Now stamps when an event was received (default time.Now). Tests pass a fake
 	// clock's Now.
