@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -56,7 +57,9 @@ func connects(t *testing.T, environ map[string]string, args ...string) {
 	if err != nil {
 		t.Fatalf("with the right credentials: %v", err)
 	}
-	if err := sc.close(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := sc.close(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -68,7 +68,7 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.StringVar(&o.deadLetter, "dead-letter-subject", "", "republish bad input here, unchanged, with a Hangwatch-Bad-Input header")
 	fs.IntVar(&o.limits.MaxBytes, "max-event-bytes", lim.MaxBytes, "larger events are bad input")
 	fs.IntVar(&o.limits.MaxDepth, "max-event-depth", lim.MaxDepth, "events nested deeper are bad input")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on shutdown, longest wait for the subscription to drain and outputs to flush")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on shutdown, the longest wait, from the signal, for the subscription to drain and outputs to flush")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error; only debug logs message text")
 	fs.StringVar(&o.logFormat, "log-format", "json", "json or console")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "host:port serving /metrics, /healthz and /readyz; empty disables it")
@@ -236,7 +236,9 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar
 		}
 	}
 	if err != nil {
-		sc.close()
+		ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+		defer cancel()
+		sc.close(ctx)
 		return nil, err
 	}
 	return sc, nil
@@ -266,7 +268,9 @@ func (sc *sidecar) jetStream(so transport.SourceOptions, sink transport.SinkOpti
 
 // run runs the engine until ctx is done, then shuts down in order: the subscription
 // drains, the engine applies what it received and publishes what is due, the
-// connection flushes and closes, the embedded server stops.
+// connection flushes and closes, the embedded server stops. The shutdown has one
+// deadline, the drain timeout after ctx is done (or after the engine stopped on its
+// own), which each of these steps shares.
 func (sc *sidecar) run(ctx context.Context) error {
 	sc.log.Info("hangwatch running", zap.String("version", version),
 		zap.Strings("subjects", sc.o.subjects.values), zap.Duration("timeout", sc.o.det.Timeout),
@@ -279,14 +283,11 @@ func (sc *sidecar) run(ctx context.Context) error {
 			}
 		})
 	}
-	// In JetStream mode a shard may wait for room in the sink's queue, which only the
-	// hang stream frees: should it not, the shutdown gives up on those outputs after the
-	// drain timeout (a restart detects the stalls still unanswered again).
+	sd := newShutdown(sc.o.drainTimeout)
 	running := make(chan struct{})
-	if sc.closeSink != nil {
-		wg.Go(func() { sc.giveUpAfterDrain(ctx, running) })
-	}
+	wg.Go(func() { sc.watchShutdown(ctx, running, sd) })
 	err := sc.engine.Run(ctx)
+	sd.begin() // the engine stopped on its own: the shutdown begins now
 	close(running)
 	if sc.metrics != nil {
 		sc.metrics.shutdown()
@@ -295,39 +296,69 @@ func (sc *sidecar) run(ctx context.Context) error {
 	st := sc.engine.Stats()
 	sc.log.Info("engine stopped", zap.Int64("events", st.Events), zap.Int64("hangs", st.Hangs()),
 		zap.Int64("resolved", st.Resolved), zap.Int64("calls", st.Calls))
-	if cerr := sc.close(); err == nil {
+	closeCtx, cancel := sd.context()
+	defer cancel()
+	if cerr := sc.close(closeCtx); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// giveUpAfterDrain closes the sink once the drain timeout has passed since ctx was done,
-// unless running is closed first: a Publish waiting for room then returns, and the
-// engine can stop.
-func (sc *sidecar) giveUpAfterDrain(ctx context.Context, running <-chan struct{}) {
+// watchShutdown begins the shutdown once ctx is done, unless running is closed first.
+// In JetStream mode a shard may then wait for room in the sink's queue, which only the
+// hang stream frees: should it not by the deadline, the sink gives up on those outputs
+// (a restart detects the stalls still unanswered again), a Publish waiting for room
+// returns, and the engine can stop.
+func (sc *sidecar) watchShutdown(ctx context.Context, running <-chan struct{}, sd *shutdown) {
 	select {
 	case <-running:
 		return
 	case <-ctx.Done():
 	}
-	t := time.NewTimer(sc.o.drainTimeout)
-	defer t.Stop()
+	sd.begin()
+	if sc.closeSink == nil {
+		return
+	}
+	deadline, cancel := sd.context()
+	defer cancel()
 	select {
 	case <-running:
-	case <-t.C:
+	case <-deadline.Done():
 		sc.log.Warn("shutdown: the hang stream takes no more outputs; giving up on those waiting",
 			zap.Duration("drain_timeout", sc.o.drainTimeout))
-		expired, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = sc.closeSink(expired) // reported again by close
+		_ = sc.closeSink(deadline) // reported again by close
 	}
 }
 
+// shutdown is the one deadline of a shutdown: the drain timeout after it begins.
+type shutdown struct {
+	timeout  time.Duration
+	once     sync.Once
+	begun    chan struct{}
+	deadline time.Time // set before begun is closed
+}
+
+func newShutdown(timeout time.Duration) *shutdown {
+	return &shutdown{timeout: timeout, begun: make(chan struct{})}
+}
+
+// begin begins the shutdown, the first time it is called.
+func (s *shutdown) begin() {
+	s.once.Do(func() {
+		s.deadline = time.Now().Add(s.timeout)
+		close(s.begun)
+	})
+}
+
+// context returns a context that is done at the deadline, once the shutdown has begun.
+func (s *shutdown) context() (context.Context, context.CancelFunc) {
+	<-s.begun
+	return context.WithDeadline(context.Background(), s.deadline)
+}
+
 // close flushes the outputs the sink still holds, closes the connection, flushing what
-// was published, then stops the embedded server.
-func (sc *sidecar) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), sc.o.drainTimeout)
-	defer cancel()
+// was published, until ctx is done; then it stops the embedded server.
+func (sc *sidecar) close(ctx context.Context) error {
 	var err error
 	if sc.closeSink != nil {
 		if err = sc.closeSink(ctx); err != nil {
