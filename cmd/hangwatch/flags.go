@@ -24,18 +24,17 @@ func envName(flagName string) string {
 type command struct {
 	name, summary string
 	fs            *flag.FlagSet
-	// secret flags never show their value, not even a default, in help or errors.
-	secret map[string]bool
 }
 
 func newCommand(name, summary string) *command {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, by main
-	return &command{name: name, summary: summary, fs: fs, secret: map[string]bool{}}
+	return &command{name: name, summary: summary, fs: fs}
 }
 
 // parse parses args, then fills every flag that is not on the command line from its
-// environment variable. A bad value, from either, is an error that names its origin.
+// environment variable. A bad value, from either, is an error that names its origin and
+// shows the value; a secret is a string flag, which takes any value, so it never shows.
 // An empty variable sets a string flag to empty (HANGWATCH_METRICS_LISTEN= disables the
 // metrics) and leaves any other flag at its default.
 func (c *command) parse(args []string, lookup func(string) (string, bool)) error {
@@ -57,11 +56,7 @@ func (c *command) parse(args []string, lookup func(string) (string, bool)) error
 			return
 		}
 		if e := setFromEnv(f, v); e != nil {
-			shown := v
-			if c.secret[f.Name] {
-				shown = "(hidden)"
-			}
-			err = fmt.Errorf("invalid value %q for %s: %w", shown, envName(f.Name), e)
+			err = fmt.Errorf("invalid value %q for %s: %w", v, envName(f.Name), e)
 		}
 	})
 	return err
@@ -85,7 +80,8 @@ func setFromEnv(f *flag.Flag, v string) error {
 }
 
 // usage writes the help of the command: its summary, then every flag with its default
-// and its environment variable.
+// and its environment variable. It shows defaults only, never a value given: secrets
+// have none.
 func (c *command) usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: hangwatch %s [flags]\n\n%s\n\nFlags (each also read from the environment variable shown):\n", c.name, c.summary)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -94,7 +90,7 @@ func (c *command) usage(w io.Writer) {
 	sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
 	for _, f := range flags {
 		def := ""
-		if f.DefValue != "" && f.DefValue != "[]" && !c.secret[f.Name] {
+		if f.DefValue != "" && f.DefValue != "[]" {
 			def = " (default " + f.DefValue + ")"
 		}
 		fmt.Fprintf(tw, "  --%s\t%s\t%s%s\n", f.Name, envName(f.Name), f.Usage, def)

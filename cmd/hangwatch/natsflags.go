@@ -21,7 +21,5 @@ func connFlags(c *command) *transport.ConnOptions {
 	fs.StringVar(&o.TLSCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
 	fs.StringVar(&o.TLSCert, "nats-tls-cert", "", "client certificate file, for mutual TLS")
 	fs.StringVar(&o.TLSKey, "nats-tls-key", "", "client key file, for mutual TLS")
-	c.secret["nats-password"] = true
-	c.secret["nats-token"] = true
 	return o
 }

@@ -55,7 +55,6 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.StringVar(&o.embedded.Listen, "embedded-listen", transport.DefaultEmbeddedListen, "host:port of the embedded NATS server (without --nats-url)")
 	fs.StringVar(&o.embedded.User, "embedded-user", "", "user the embedded NATS server requires (with --embedded-password), for when it listens beyond loopback")
 	fs.StringVar(&o.embedded.Password, "embedded-password", "", "password the embedded NATS server requires")
-	c.secret["embedded-password"] = true
 	fs.Var(o.subjects, "subject", "subject to consume; repeat the flag for several (environment: comma-separated)")
 	fs.DurationVar(&o.det.Timeout, "timeout", def.Timeout, "turn timeout: a user turn unanswered this long hangs")
 	fs.DurationVar(&o.det.MaxWait, "max-wait", def.MaxWait, "longest wait from the first user turn of a stretch; 0 disables it")
