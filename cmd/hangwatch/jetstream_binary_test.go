@@ -226,6 +226,9 @@ func TestJetStreamShutdownWhenTheHangStreamRefuses(t *testing.T) {
 	if v := value(t, fams, "hangwatch_hang_publish_queue"); v != 1 {
 		t.Errorf("hangwatch_hang_publish_queue = %v, want the 1 output that fills the queue", v)
 	}
+	if v := value(t, fams, "hangwatch_events_received_total", "type", "conversation-update"); v != 4 {
+		t.Errorf("hangwatch_events_received_total{type=conversation-update} = %v, want the 4 events", v)
+	}
 	begin := time.Now()
 	h.cancel()
 	h.cancel = nil

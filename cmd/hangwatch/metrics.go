@@ -27,7 +27,8 @@ type sources struct {
 	conn   *transport.Conn
 	input  func() transport.SourceStats
 	ready  func() bool // subscribed and not draining
-	// In JetStream mode only.
+	// In JetStream mode only; jsInput holds input's counters too, so a scrape reads it
+	// instead.
 	jsInput func() transport.JetStreamStats
 	jsSink  func() transport.JetStreamSinkStats
 }
@@ -84,7 +85,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
-	in := c.s.input()
+	// In JetStream mode the source's counters come with the rest of its stats, read once.
+	var js transport.JetStreamStats
+	if c.s.jsInput != nil {
+		js = c.s.jsInput()
+	} else {
+		js.SourceStats = c.s.input()
+	}
+	in := js.SourceStats
 	for _, t := range []detector.Type{detector.TypeConversationUpdate, detector.TypeStatusUpdate,
 		detector.TypeEndOfCallReport, detector.TypeOther, detector.TypeOutput} {
 		counter(descEvents, in.Events[t], t.String())
@@ -125,7 +133,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAsyncErrors, cs.AsyncErrors)
 
 	if c.s.jsInput != nil {
-		js := c.s.jsInput()
 		counter(descReplayed, js.Replayed)
 		counter(descReplaySkip, js.ReplaySkipped)
 		counter(descRedelivered, js.Redelivered)
@@ -133,13 +140,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descConsumeErr, js.ConsumeErrors)
 	}
 	if c.s.jsSink != nil {
-		js := c.s.jsSink()
-		counter(descDuplicates, js.Duplicates)
-		counter(descRetries, js.Retries)
-		counter(descSinkErrors, js.Errors)
-		counter(descSinkDropped, js.Dropped)
-		gauge(descQueued, int64(js.Queued))
-		gauge(descUnpublished, js.Unpublished)
+		sink := c.s.jsSink()
+		counter(descDuplicates, sink.Duplicates)
+		counter(descRetries, sink.Retries)
+		counter(descSinkErrors, sink.Errors)
+		counter(descSinkDropped, sink.Dropped)
+		gauge(descQueued, int64(sink.Queued))
+		gauge(descUnpublished, sink.Unpublished)
 	}
 }
 
