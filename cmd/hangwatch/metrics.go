@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,13 +194,9 @@ func (o *observed) Publish(callID string, out *detector.Output) error {
 // newRegistry returns a registry with the process and Go collectors and build info.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	revision := "unknown"
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, kv := range info.Settings {
-			if kv.Key == "vcs.revision" {
-				revision = kv.Value
-			}
-		}
+	revision := buildRevision()
+	if revision == "" {
+		revision = "unknown"
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "hangwatch_build_info",

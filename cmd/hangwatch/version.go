@@ -14,14 +14,23 @@ var version = "dev"
 // commit it was built from.
 func versionString() string {
 	s := fmt.Sprintf("hangwatch %s (%s", version, runtime.Version())
+	if rev := buildRevision(); len(rev) >= 12 {
+		s += ", commit " + rev[:12]
+	}
+	return s + ")"
+}
+
+// buildRevision returns the commit the binary was built from, or "" when it does not
+// know it.
+func buildRevision() string {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, kv := range info.Settings {
-			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
-				s += ", commit " + kv.Value[:12]
+			if kv.Key == "vcs.revision" {
+				return kv.Value
 			}
 		}
 	}
-	return s + ")"
+	return ""
 }
 
 func versionCmd(args []string, stdout io.Writer) error {
