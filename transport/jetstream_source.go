@@ -106,7 +106,6 @@ type JetStreamSource struct {
 	// lostAfter is how long the durable may be missing before Run gives up
 	// (durableLostAfter; tests shorten it).
 	lostAfter time.Duration
-	ready     atomic.Bool
 	jsStats   jsSourceCounters
 }
 

@@ -54,7 +54,6 @@ type SourceOptions struct {
 type Source struct {
 	intake
 	deliver func(*detector.Event)
-	ready   atomic.Bool
 	subs    atomic.Pointer[[]*countedSub] // for their count of dropped events
 }
 
@@ -91,6 +90,8 @@ type intake struct {
 	// done with it; nil for core NATS, whose events carry no message.
 	settle func(jetstream.Msg)
 	stats  sourceCounters
+	// ready says the source consumes live and does not drain: what Ready reports.
+	ready atomic.Bool
 }
 
 type sourceCounters struct {
