@@ -100,7 +100,7 @@ type JetStreamSource struct {
 	intake
 	js      jetstream.JetStream
 	stream  jetstream.Stream
-	durable jetstream.Consumer // touched by NewJetStreamSource, then by Run only
+	durable jetstream.Consumer // what Run starts consuming from; resume finds it anew
 	so      StreamOptions
 	co      ConsumerOptions
 	// lostAfter is how long the durable may be missing before Run gives up
@@ -391,7 +391,6 @@ func (s *JetStreamSource) resume(ctx context.Context) (jetstream.MessagesContext
 		if err == nil {
 			var it jetstream.MessagesContext
 			if it, err = cons.Messages(s.pullOptions()...); err == nil {
-				s.durable = cons
 				s.log.Info("live consumer resumed", zap.String("durable", s.co.Durable))
 				return it, nil
 			}
@@ -444,8 +443,7 @@ func (s *JetStreamSource) handle(msg jetstream.Msg, deliver func(*detector.Event
 	}
 	p, err := s.decode(msg.Data(), received.UnixNano())
 	if err != nil {
-		s.reject(msg.Subject(), msg.Data(), err)
-		reason, _ := BadInputReason(err)
+		reason := s.reject(msg.Subject(), msg.Data(), err)
 		s.settled(msg.TermWithReason("bad input: " + reason.String()))
 		return
 	}

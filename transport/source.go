@@ -290,8 +290,8 @@ func (in *intake) release(p *pooled) {
 }
 
 // reject counts a bad event, logs it (rate-limited per reason; its text only at debug
-// level) and dead-letters it.
-func (in *intake) reject(subject string, data []byte, err error) {
+// level) and dead-letters it. It returns the reason.
+func (in *intake) reject(subject string, data []byte, err error) Reason {
 	reason, _ := BadInputReason(err)
 	in.stats.bad[reason].Add(1)
 	in.limited.Warn("bad input: "+reason.String(), zap.String("subject", subject), zap.Int("bytes", len(data)), zap.Error(err))
@@ -299,7 +299,7 @@ func (in *intake) reject(subject string, data []byte, err error) {
 		ce.Write(zap.String("subject", subject), zap.ByteString("payload", data[:min(len(data), 1024)]))
 	}
 	if in.o.DeadLetter == "" {
-		return
+		return reason
 	}
 	dl := nats.NewMsg(in.o.DeadLetter)
 	dl.Data = data
@@ -309,9 +309,10 @@ func (in *intake) reject(subject string, data []byte, err error) {
 	if err := in.conn.NATS().PublishMsg(dl); err != nil {
 		in.stats.deadErrors.Add(1)
 		in.limited.Error("dead letter", zap.String("subject", in.o.DeadLetter), zap.Error(err))
-		return
+		return reason
 	}
 	in.stats.deadLettered.Add(1)
+	return reason
 }
 
 // Stats returns the source's counters.
