@@ -91,8 +91,8 @@ var ErrDurableLost = errors.New("durable consumer lost")
 // every update, which is also why a stream that keeps only the latest message of each
 // subject loses nothing that matters.
 //
-// Every event is received at the time the stream stored it, in the replay and live (the
-// source's Now is not used). The engine holds every deadline until Replay returns, so
+// Every event is received at the time the stream stored it, in the replay and live, but
+// never after the source's Now. The engine holds every deadline until Replay returns, so
 // a stall whose deadline passed while hangwatch was down is reported at once, and one
 // that was answered or ended meanwhile is not: its answer or end comes later in the
 // same replay.
@@ -136,7 +136,8 @@ type JetStreamStats struct {
 // NewJetStreamSource returns a source that reads the stream so describes, through c. It
 // creates the stream over o.Subjects when it is missing, and gets or creates the durable
 // consumer co describes, which filters on o.Subjects. Of o, Subjects, Limits,
-// DeadLetter, DrainTimeout and Logger apply.
+// DeadLetter, DrainTimeout, Now (which caps the stored time an event is received at)
+// and Logger apply.
 func NewJetStreamSource(ctx context.Context, c *Conn, o SourceOptions, so StreamOptions, co ConsumerOptions) (*JetStreamSource, error) {
 	s := &JetStreamSource{so: so.withDefaults(), co: co.withDefaults(), lostAfter: durableLostAfter}
 	s.init(c, o)
