@@ -81,7 +81,8 @@ func sidecarFlags(c *command) *sidecarOptions {
 	return o
 }
 
-// validate checks the flags against each other, as far as can be done before starting.
+// validate checks the flags against each other, as far as can be done before starting,
+// and keeps the subject templates it parses.
 func (o *sidecarOptions) validate() error {
 	if err := o.det.Validate(); err != nil {
 		return err
@@ -91,9 +92,6 @@ func (o *sidecarOptions) validate() error {
 	}
 	if o.shards < 0 {
 		return fmt.Errorf("--shards must not be negative, got %d", o.shards)
-	}
-	if o.shards == 0 {
-		o.shards = runtime.GOMAXPROCS(0)
 	}
 	for _, s := range o.subjects.values {
 		if err := transport.ValidateSubject(s); err != nil {
@@ -128,7 +126,6 @@ func (o *sidecarOptions) validate() error {
 	if o.jetstream && (o.streamPerSubject < 1 || o.hangQueue < 1) {
 		return fmt.Errorf("--stream-per-subject and --hang-queue must be at least 1, got %d and %d", o.streamPerSubject, o.hangQueue)
 	}
-	o.embedded.JetStream = o.jetstream
 	return nil
 }
 
@@ -175,14 +172,19 @@ type sidecar struct {
 	closeSink func(context.Context) error
 }
 
-// startSidecar starts what `hangwatch run` runs, up to the engine, which run starts.
+// startSidecar starts what `hangwatch run` runs, up to the engine, which run starts. It
+// settles what the flags leave open: the number of shards, and an event size that the
+// server's max payload can carry.
 func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (*sidecar, error) {
 	sc := &sidecar{o: o, log: log}
+	if o.shards == 0 {
+		o.shards = runtime.GOMAXPROCS(0)
+	}
 	connOpts := *o.conn
 	connOpts.Logger = log
 	if connOpts.URL == "" {
 		eo := o.embedded
-		eo.Logger = log
+		eo.JetStream, eo.Logger = o.jetstream, log
 		emb, err := transport.StartEmbedded(eo)
 		if err != nil {
 			return nil, err

@@ -323,3 +323,13 @@ func TestLogsHoldNoTranscript(t *testing.T) {
 		})
 	}
 }
+
+// TestEmbeddedJetStream: without --nats-url, --jetstream runs the embedded server with
+// JetStream, and the sidecar goes live on it.
+func TestEmbeddedJetStream(t *testing.T) {
+	h := startTestSidecar(t, zap.InfoLevel, "--jetstream", "--embedded-store-dir", t.TempDir())
+	if h.sc.embedded == nil || h.sc.stats.jsInput == nil {
+		t.Fatal("not JetStream mode on the embedded server")
+	}
+	h.stop()
+}
