@@ -288,7 +288,7 @@ func (sc *sidecar) run(ctx context.Context) error {
 	running := make(chan struct{})
 	wg.Go(func() { sc.watchShutdown(ctx, running, sd) })
 	err := sc.engine.Run(ctx)
-	sd.begin() // the engine stopped on its own: the shutdown begins now
+	sd.begin() // now, unless ctx began it: the engine may have stopped on its own
 	close(running)
 	if sc.metrics != nil {
 		sc.metrics.shutdown()
