@@ -37,7 +37,7 @@ func (res *Results) PlotLags(dir string) (string, error) {
 	}
 	p := plot.New()
 	r0 := res.Realtime[0]
-	p.Title.Text = fmt.Sprintf("Detection lag: %s live calls, %.0f events/s", thousands(int64(r0.Calls)), float64(r0.Events)/r0.Duration.Seconds())
+	p.Title.Text = fmt.Sprintf("Detection lag: %s live calls, %.0f events/s", thousands(int64(r0.Calls)), r0.EventsPerSec())
 	p.X.Label.Text = "hang received - true deadline (ms, log scale)"
 	p.Y.Label.Text = "% of hangs detected within"
 	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}

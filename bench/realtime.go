@@ -160,7 +160,7 @@ func (s *session) realtime(ctx context.Context, name string) (r RealtimeResult, 
 
 	pr := c.proc()
 	st := runner.Stats()
-	r.Events, r.Bytes, r.Late, r.MaxLate = st.Events, st.Bytes, st.Late, st.MaxLate
+	r.Events, r.Bytes, r.Late, r.MaxLate, r.HangUps = st.Events, st.Bytes, st.Late, st.MaxLate, st.HangUps
 	r.CPU, r.PeakRSS = pr.cpu-cpu, pr.peak
 	s.res.Published[name] += st.Events
 	if c.ctl != "" {

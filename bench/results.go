@@ -102,10 +102,11 @@ type RealtimeResult struct {
 	Calls    int
 	Duration time.Duration
 	// Events, Bytes, Late and MaxLate are the simulation's: what it published, and how
-	// late (see sim.Stats).
-	Events, Bytes, Late int64
-	MaxLate             time.Duration
-	Lost                int64
+	// late (see sim.Stats). HangUps are the end-of-call-reports of the calls still live
+	// at the end, published after Duration; Events includes them.
+	Events, Bytes, Late, HangUps int64
+	MaxLate                      time.Duration
+	Lost                         int64
 	// The tally against the ground truth (sim.Tally).
 	Stalls, Hangs, Resolved, Missed, False, Duplicates int
 	WrongReason, Unresolved, FalseResolved, WrongWait  int
@@ -121,6 +122,12 @@ type RealtimeResult struct {
 	// near the end of the run (0 for the binary).
 	HeapPerCall float64
 	LiveCalls   int64
+}
+
+// EventsPerSec is the rate the simulation published at during Duration: the hang-ups
+// at the end are left out, as they come after it.
+func (r RealtimeResult) EventsPerSec() float64 {
+	return float64(r.Events-r.HangUps) / r.Duration.Seconds()
 }
 
 // CPUPerMillion is the subject's CPU seconds per million events.

@@ -141,6 +141,10 @@ type Stats struct {
 	Cutoff time.Time
 	// Calls is the number of calls started, Events and Bytes what was published.
 	Calls, Events, Bytes int64
+	// HangUps counts the end-of-call-reports that HangUpOnStop published after the run
+	// stopped; Events includes them. A rate over the run is Events-HangUps over its
+	// duration: the hang-ups come all at once, after it.
+	HangUps int64
 	// Late counts the events published more than Margin after they were due (because
 	// of Rate, or a machine too slow for the load). Past max-lag, a late event moves
 	// the detector's anchors and the ground truth no longer holds for its call.
@@ -165,6 +169,7 @@ func (r *Runner) Stats() Stats {
 			st.Calls += w.calls.Load()
 			st.Events += w.events.Load()
 			st.Bytes += w.bytes.Load()
+			st.HangUps += w.hangUps.Load()
 			st.Late += w.late.Load()
 			st.Errors += w.errors.Load()
 			st.MaxLate = max(st.MaxLate, time.Duration(w.maxLate.Load()))
@@ -192,7 +197,7 @@ type worker struct {
 	subj  []byte
 
 	// Counters, per worker so that workers share no cache line on the hot path.
-	calls, events, bytes, late, errors, maxLate atomic.Int64
+	calls, events, bytes, late, errors, maxLate, hangUps atomic.Int64
 }
 
 // run publishes every event when it is due until ctx is cancelled, or returns the
@@ -309,6 +314,7 @@ func (w *worker) hangUp(stop int64) error {
 			continue
 		}
 		w.events.Add(1)
+		w.hangUps.Add(1)
 		w.bytes.Add(int64(len(w.data)))
 	}
 	return first

@@ -229,6 +229,9 @@ func TestRunnerHangUpOnStop(t *testing.T) {
 	if started == 0 || started == s.cfg.Calls {
 		t.Errorf("%d calls started, want some of %d", started, s.cfg.Calls)
 	}
+	if st := r.Stats(); st.HangUps != int64(started) || st.Events != int64(len(events)) {
+		t.Errorf("stats %+v: want %d hang-ups among %d events", st, started, len(events))
+	}
 }
 
 func TestRunnerStopsOnPublishError(t *testing.T) {
