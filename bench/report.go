@@ -137,10 +137,16 @@ func (res *Results) Report(w io.Writer) {
 			row(names[r.Subject], fmt.Sprint(r.Events), fmt.Sprintf("%.0f", r.EventsPerSec),
 				fmt.Sprintf("%.0f-%.0f", r.RateMin, r.RateMax), fmt.Sprintf("%.0f", r.MBPerSec),
 				fmt.Sprintf("%.1f", r.CPUPerMillion()), fmt.Sprintf("%.1f", r.LoadGenCPU.Seconds()/float64(max(r.Events, 1))*1e6),
-				mb(r.PeakRSS), fmt.Sprint(r.Lost+r.Dropped+r.SlowConsumers), ratio(r.EventsPerSec, raw.EventsPerSec),
+				mb(r.PeakRSS), fmt.Sprint(r.Lost), ratio(r.EventsPerSec, raw.EventsPerSec),
 				ratio(r.EventsPerSec, base.EventsPerSec))
 		}
 		tw.Flush()
+		for _, r := range res.Throughput {
+			if r.Dropped > 0 || r.SlowConsumers > 0 {
+				fmt.Fprintf(w, "%s: of the lost, %d dropped by its subscription; %d slow-consumer episodes on the server\n",
+					names[r.Subject], r.Dropped, r.SlowConsumers)
+			}
+		}
 	}
 
 	if len(res.Memory) > 0 {

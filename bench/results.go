@@ -64,8 +64,10 @@ type ThroughputResult struct {
 	// generator (publisher, NATS server, observer).
 	CPU, LoadGenCPU time.Duration
 	PeakRSS         int64
-	// Lost counts the events published that the subject did not receive; Dropped
-	// what it reports NATS dropped; SlowConsumers the server's count over the phase.
+	// Lost counts the events published that the subject did not receive, whatever
+	// the cause. Dropped counts those that its subscription reports NATS dropped, and
+	// SlowConsumers the server's slow-consumer episodes over the phase: both tell why
+	// events were lost, and are part of Lost, not more of it.
 	Lost, Dropped, SlowConsumers int64
 	// Runs is the number of runs this median is taken from; RateMin and RateMax the
 	// range of their rates. Lost, Dropped and SlowConsumers are the worst of them.

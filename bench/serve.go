@@ -387,8 +387,8 @@ func (p *engineProcess) stats() ChildStats {
 		st.Received += n
 		st.Bad += n
 	}
+	st.Dropped = src.Dropped // messages, as raw and baseline count them; not slow-consumer episodes
 	es := p.engine.Stats()
-	st.Dropped = p.conn.Stats().SlowConsumers
 	st.Calls, st.Idle, st.Armed, st.Hung, st.Ended = es.Calls, es.Idle, es.Armed, es.Hung, es.Tombs
 	st.Retained, st.RetainedEvents = es.Retained, es.Armed
 	st.Hangs, st.Resolved = p.sink.Published()
