@@ -169,8 +169,8 @@ func (res *Results) Report(w io.Writer) {
 	if len(res.Realtime) > 0 {
 		r0 := res.Realtime[0]
 		fmt.Fprintf(w, "\nReal time: %d live calls for %v each, %.0f events/s published (%.1f KB mean), then %d hang-ups (counted\n"+
-			"in events); lag = hang received by the load generator - true deadline; own = deadline to the subject's publish\n"+
-			"call, inside the subject.\n",
+			"in events); lag = hang received by the load generator - true deadline; own = deadline to the hang handed to\n"+
+			"the subject's encoding and publishing code, inside the subject.\n",
 			r0.Calls, r0.Duration, r0.EventsPerSec(), float64(r0.Bytes)/float64(max(r0.Events, 1))/1e3, r0.HangUps)
 		row("subject", "events", "late", "lost", "stalls", "missed", "false", "dups", "wrong", "unresolved",
 			"lag p50", "lag p99", "lag max", "own p50", "own p99", "own max", "CPU s/M events", "peak RSS", "heap/live call")

@@ -115,8 +115,9 @@ type RealtimeResult struct {
 	Beyond                                             int
 	Lags                                               []time.Duration `json:"-"`
 	LagP50, LagP99, LagMax                             time.Duration
-	// OwnLag is the subject's own share of the lag: from the deadline to its publish
-	// call, measured inside it (not for the binary).
+	// OwnLag is the subject's own share of the lag: from the deadline to the hang's
+	// hand-over to the code that encodes and publishes it, measured inside the subject
+	// (not for the binary).
 	OwnLag  LagQuantiles
 	CPU     time.Duration
 	PeakRSS int64

@@ -58,8 +58,9 @@ type ChildStats struct {
 	// HeapLive the heap found live by the latest GC.
 	HeapAlloc, HeapLive uint64
 	Goroutines          int
-	// InternalLag is the quantiles of the time from a hang's deadline to its publish
-	// call, inside the subject: its own share of the detection lag.
+	// InternalLag is the quantiles of the time from a hang's deadline to its hand-over
+	// to the code that encodes and publishes it (engine.Sink.Publish, the baseline's
+	// emit), inside the subject: its own share of the detection lag.
 	InternalLag LagQuantiles
 }
 
@@ -329,10 +330,11 @@ type engineProcess struct {
 }
 
 // timedSink wraps the sink as run.go wraps it for its metrics, to note the time from
-// each hang's deadline to its publish call. (It reads the clock before the call, not
-// after as run.go's hangwatch_detection_lag_seconds does: after, a GC assist or a
-// preemption of the shard can come between the publish and the reading, while the
-// hang is already on its way.)
+// each hang's deadline to its publish call, where the sink encodes it: the baseline
+// notes its own at the same point, before its json.Marshal. (It reads the clock before
+// the call, not after as run.go's hangwatch_detection_lag_seconds does: after, a GC
+// assist or a preemption of the shard can come between the publish and the reading,
+// while the hang is already on its way.)
 type timedSink struct {
 	engine.Sink
 	lags *lagRecorder

@@ -78,9 +78,9 @@ type Option func(*Detector)
 // WithClock sets the clock (default the real clock, whose AfterFunc is time.AfterFunc).
 func WithClock(c clockwork.Clock) Option { return func(d *Detector) { d.clock = c } }
 
-// WithPublished sets a function called as each hang is handed to the publish function,
-// with its deadline and how long after it that is: the detector's own share of the
-// detection lag.
+// WithPublished sets a function called as each hang is handed over to be encoded and
+// published, with its deadline and how long after it that is: the detector's own share
+// of the detection lag.
 func WithPublished(f func(deadline time.Time, late time.Duration)) Option {
 	return func(d *Detector) { d.published = f }
 }
@@ -320,10 +320,12 @@ func (d *Detector) fire(id string, gen uint64) {
 
 // emit marshals and publishes an output of the call.
 func (d *Detector) emit(c *call, out Output, template, suffix string) {
-	data, err := json.Marshal(out)
-	if err == nil && d.published != nil && out.Message.Type == "hang" {
+	// The own lag ends where the output is handed to the code that encodes and
+	// publishes it, as the load generator's timedSink measures hangwatch's.
+	if d.published != nil && out.Message.Type == "hang" {
 		d.published(c.due, d.clock.Since(c.due))
 	}
+	data, err := json.Marshal(out)
 	if err == nil {
 		var f CallFields
 		if c.latest != nil {
