@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/sim"
 )
 
@@ -23,39 +21,15 @@ type observer struct {
 	bad  int
 }
 
-type outputEvent struct {
-	Message struct {
-		Type string `json:"type"`
-		Call struct {
-			ID string `json:"id"`
-		} `json:"call"`
-		Hang struct {
-			Reason             string `json:"reason"`
-			FirstUserMessageID string `json:"firstUserMessageId"`
-			WaitMs             int64  `json:"waitMs"`
-		} `json:"hang"`
-	} `json:"message"`
-}
-
 func (o *observer) handle(m *nats.Msg) {
-	at := time.Now()
-	var ev outputEvent
-	err := json.Unmarshal(m.Data, &ev)
+	ob, err := sim.ParseObservation(m.Data, time.Now())
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err != nil {
 		o.bad++
 		return
 	}
-	kind := detector.KindHang
-	if ev.Message.Type == "hang-resolved" {
-		kind = detector.KindResolved
-	}
-	o.seen = append(o.seen, sim.Observation{
-		Kind: kind, CallID: ev.Message.Call.ID, FirstUserMessageID: ev.Message.Hang.FirstUserMessageID,
-		Reason: sim.ParseReason(ev.Message.Hang.Reason), Wait: time.Duration(ev.Message.Hang.WaitMs) * time.Millisecond,
-		At: at,
-	})
+	o.seen = append(o.seen, ob)
 }
 
 func (o *observer) observations() []sim.Observation {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/clock"
-	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/sim"
 	"github.com/hangwatch/hangwatch/transport"
 )
@@ -183,20 +181,13 @@ func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, erro
 				fmt.Fprintln(lines, summarize(m.Subject, m.Data))
 				obs.mu.Unlock()
 			}
-			var ev event
-			if json.Unmarshal(m.Data, &ev) != nil {
+			// At is message.timestamp: the demo tallies the engine's own detection time.
+			ob, err := sim.ParseObservation(m.Data, time.Time{})
+			if err != nil {
 				return
 			}
-			kind := detector.KindHang
-			if ev.Message.Type == "hang-resolved" {
-				kind = detector.KindResolved
-			}
 			obs.mu.Lock()
-			obs.seen = append(obs.seen, sim.Observation{
-				Kind: kind, CallID: ev.Message.Call.ID, FirstUserMessageID: ev.Message.Hang.FirstUserMessageID,
-				Reason: sim.ParseReason(ev.Message.Hang.Reason), Wait: time.Duration(ev.Message.Hang.WaitMs) * time.Millisecond,
-				At: time.UnixMilli(ev.Message.Timestamp),
-			})
+			obs.seen = append(obs.seen, ob)
 			obs.mu.Unlock()
 		})
 		if err != nil {

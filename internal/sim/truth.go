@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
@@ -70,6 +71,43 @@ type Observation struct {
 	Wait time.Duration
 	// At is when it was published: message.timestamp, the engine's detection time.
 	At time.Time
+}
+
+// ParseObservation reads a hang or hang-resolved as an engine publishes it (SPEC §3).
+// A message.type other than "hang-resolved" counts as a hang. at is when it was
+// received, in the precision the observer has; with the zero time, At is
+// message.timestamp, the engine's own detection time, to the millisecond.
+func ParseObservation(data []byte, at time.Time) (Observation, error) {
+	var out struct {
+		Message struct {
+			Timestamp int64  `json:"timestamp"`
+			Type      string `json:"type"`
+			Call      struct {
+				ID string `json:"id"`
+			} `json:"call"`
+			Hang struct {
+				Reason             string `json:"reason"`
+				FirstUserMessageID string `json:"firstUserMessageId"`
+				WaitMs             int64  `json:"waitMs"`
+			} `json:"hang"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return Observation{}, fmt.Errorf("parse observation: %w", err)
+	}
+	m := &out.Message
+	kind := detector.KindHang
+	if m.Type == "hang-resolved" {
+		kind = detector.KindResolved
+	}
+	if at.IsZero() {
+		at = time.UnixMilli(m.Timestamp)
+	}
+	return Observation{
+		Kind: kind, CallID: m.Call.ID, FirstUserMessageID: m.Hang.FirstUserMessageID,
+		Reason: ParseReason(m.Hang.Reason), Wait: time.Duration(m.Hang.WaitMs) * time.Millisecond,
+		At: at,
+	}, nil
 }
 
 // ParseReason returns the Reason of a hang.reason value, or 0 for an unknown one.

@@ -247,3 +247,42 @@ func TestParseReason(t *testing.T) {
 		}
 	}
 }
+
+func TestParseObservation(t *testing.T) {
+	received := time.Unix(1_763_647_400, 123_456_789)
+	tests := []struct {
+		name    string
+		give    string
+		at      time.Time
+		want    Observation
+		wantErr bool
+	}{
+		{
+			name: "hang, received",
+			give: `{"message":{"timestamp":1763647400120,"type":"hang","call":{"id":"c1","teamId":"t"},` +
+				`"hang":{"reason":"max-wait","userMessageId":"user-3","firstUserMessageId":"user-2","waitMs":10000}}}`,
+			at: received,
+			want: Observation{Kind: detector.KindHang, CallID: "c1", FirstUserMessageID: "user-2",
+				Reason: detector.ReasonMaxWait, Wait: 10 * time.Second, At: received},
+		},
+		{
+			name: "resolved, at its timestamp",
+			give: `{"message":{"timestamp":1763647400120,"type":"hang-resolved","call":{"id":"c1"},` +
+				`"hang":{"firstUserMessageId":"user-2","replyMessageId":"r","waitMs":7100}}}`,
+			want: Observation{Kind: detector.KindResolved, CallID: "c1", FirstUserMessageID: "user-2",
+				Wait: 7100 * time.Millisecond, At: time.UnixMilli(1763647400120)},
+		},
+		{name: "not JSON", give: `bench-marker 1`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseObservation([]byte(tt.give), tt.at)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseObservation() error = %v, want error: %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && (got != tt.want || !got.At.Equal(tt.want.At)) {
+				t.Errorf("ParseObservation() = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
