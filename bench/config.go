@@ -167,15 +167,23 @@ func (c *Config) Validate() error {
 // runs reports whether the run includes phase p.
 func (c *Config) runs(p string) bool { return slices.Contains(c.Phases, p) }
 
-// simConfig is the simulation of the memory and real-time phases: Calls calls of
-// TurnsMin..TurnsMax turns, with think times scaled to make Rate events per second.
-func (c *Config) simConfig() (sim.Config, error) {
+// baseSim is the simulation that every phase starts from: the seed, the payloads, the
+// stalls and the thresholds of c, the rest sim's defaults.
+func (c *Config) baseSim() sim.Config {
 	s := sim.DefaultConfig()
-	s.Calls, s.Seed, s.HangUpOnStop = c.Calls, c.Seed, true
-	s.TurnsMin, s.TurnsMax = c.TurnsMin, c.TurnsMax
+	s.Seed = c.Seed
 	s.PayloadBytes, s.PayloadTurns = c.PayloadBytes, c.PayloadTurns
 	s.StallShare, s.HelloShare = c.StallShare, c.HelloShare
 	s.Timeout, s.MaxWait = c.Timeout, c.MaxWait
+	return s
+}
+
+// simConfig is the simulation of the memory and real-time phases: Calls calls of
+// TurnsMin..TurnsMax turns, with think times scaled to make Rate events per second.
+func (c *Config) simConfig() (sim.Config, error) {
+	s := c.baseSim()
+	s.Calls, s.HangUpOnStop = c.Calls, true
+	s.TurnsMin, s.TurnsMax = c.TurnsMin, c.TurnsMax
 	if err := s.Validate(); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

@@ -41,12 +41,8 @@ const (
 
 // newStream renders the stream. It uses every CPU.
 func newStream(cfg *Config) (*stream, error) {
-	sc := sim.DefaultConfig()
-	sc.Seed = cfg.Seed
+	sc := cfg.baseSim()
 	sc.TurnsMin, sc.TurnsMax = cfg.PayloadTurns, cfg.PayloadTurns
-	sc.PayloadBytes, sc.PayloadTurns = cfg.PayloadBytes, cfg.PayloadTurns
-	sc.StallShare, sc.HelloShare = cfg.StallShare, cfg.HelloShare
-	sc.Timeout, sc.MaxWait = cfg.Timeout, cfg.MaxWait
 	s, err := sim.New(sc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
