@@ -15,10 +15,12 @@ import (
 // PayloadTurns turns, so that its history grows to PayloadBytes; the stream keeps its
 // conversation-updates of at least TPMinBytes and its end-of-call-report: the end of
 // long calls, ~30 KB an event, as a subject that joins late (a restart) sees them. Each
-// round gives
-// the calls fresh ids, patched into the payloads and the subjects, so that every round
-// is new calls to the subject.
+// round gives the calls fresh ids, the simulation's ids of the round's call indexes,
+// written over the payloads and the subjects, so that every round is new calls to the
+// subject.
 type stream struct {
+	sim    *sim.Sim
+	idLen  int // of every call id
 	events []streamEvent
 	bytes  int64 // of one round
 	calls  uint64
@@ -27,19 +29,15 @@ type stream struct {
 
 // streamEvent is one event of the stream.
 type streamEvent struct {
-	data  []byte
-	typ   string
-	at    int    // offset of the call index, the last 12 hex digits of the call id
-	index uint64 // call index in round 0
+	data, subject     []byte
+	dataAt, subjectAt int    // offsets of the call id
+	index             uint64 // call index in round 0
 }
 
-// A simulated call id is "WC-", a UUID, and ends with the call index in 12 hex digits.
-const (
-	callIDLen   = 3 + 36
-	callIDIndex = 12
-)
+// renderWorkers is how many goroutines render the stream.
+const renderWorkers = 4
 
-// newStream renders the stream. It uses every CPU.
+// newStream renders the stream, on renderWorkers goroutines.
 func newStream(cfg *Config) (*stream, error) {
 	sc := cfg.baseSim()
 	sc.TurnsMin, sc.TurnsMax = cfg.PayloadTurns, cfg.PayloadTurns
@@ -50,16 +48,15 @@ func newStream(cfg *Config) (*stream, error) {
 	start := time.UnixMilli(1_763_647_331_000)
 	perCall := make([][]streamEvent, cfg.TPCalls)
 	var wg sync.WaitGroup
-	workers := 4
-	for w := range workers {
+	for w := range renderWorkers {
 		wg.Go(func() {
-			for i := w; i < len(perCall); i += workers {
+			for i := w; i < len(perCall); i += renderWorkers {
 				perCall[i] = callEvents(s, uint64(i), start, cfg.TPMinBytes)
 			}
 		})
 	}
 	wg.Wait()
-	st := &stream{calls: uint64(cfg.TPCalls)}
+	st := &stream{sim: s, idLen: len(s.CallID(0)), calls: uint64(cfg.TPCalls)}
 	for k := 0; ; k++ {
 		added := false
 		for _, evs := range perCall {
@@ -77,8 +74,8 @@ func newStream(cfg *Config) (*stream, error) {
 		}
 	}
 	for _, ev := range st.events {
-		if ev.at < 0 {
-			return nil, fmt.Errorf("bench: a call id is missing from a payload")
+		if ev.dataAt < 0 || ev.subjectAt < 0 {
+			return nil, fmt.Errorf("bench: a call id is missing from a payload or a subject")
 		}
 	}
 	return st, nil
@@ -93,11 +90,11 @@ func callEvents(s *sim.Sim, index uint64, start time.Time, minBytes int) []strea
 		if ev.Type == sim.TypeStatusUpdate || (ev.Type == sim.TypeConversationUpdate && len(ev.Data) < minBytes) {
 			continue
 		}
-		at := bytes.Index(ev.Data, id)
-		if at >= 0 {
-			at += len(id) - callIDIndex
-		}
-		out = append(out, streamEvent{data: slices.Clone(ev.Data), typ: ev.Type, at: at, index: index})
+		subject := []byte(ev.Subject)
+		out = append(out, streamEvent{
+			data: slices.Clone(ev.Data), subject: subject,
+			dataAt: bytes.Index(ev.Data, id), subjectAt: bytes.Index(subject, id), index: index,
+		})
 	}
 	return out
 }
@@ -105,18 +102,20 @@ func callEvents(s *sim.Sim, index uint64, start time.Time, minBytes int) []strea
 // meanBytes is the mean size of an event.
 func (st *stream) meanBytes() float64 { return float64(st.bytes) / float64(len(st.events)) }
 
-// next patches event i of round r with the call index of that round and returns its
-// subject and payload. The payload is the stream's own: it must be published (copied)
-// before the next call.
+// next writes the id of its call in round r over event i and returns its subject and
+// payload. The payload is the stream's own: it must be published (copied) before the
+// next call.
 func (st *stream) next(r, i int) (string, []byte) {
 	ev := &st.events[i]
-	index := ev.index + uint64(r)*st.calls
-	const hex = "0123456789abcdef"
-	digits := ev.data[ev.at : ev.at+callIDIndex]
-	for k := callIDIndex - 1; k >= 0; k-- {
-		digits[k] = hex[index&0xf]
-		index >>= 4
-	}
-	id := ev.data[ev.at+callIDIndex-callIDLen : ev.at+callIDIndex]
-	return "voice.events." + string(id) + "." + ev.typ, ev.data
+	data := st.payload(r, i)
+	copy(ev.subject[ev.subjectAt:], data[ev.dataAt:ev.dataAt+st.idLen])
+	return string(ev.subject), data
+}
+
+// payload is next without the subject, which costs an allocation.
+func (st *stream) payload(r, i int) []byte {
+	ev := &st.events[i]
+	var buf [64]byte
+	copy(ev.data[ev.dataAt:], st.sim.AppendCallID(buf[:0], ev.index+uint64(r)*st.calls))
+	return ev.data
 }

@@ -105,7 +105,7 @@ func (sc *Script) appendTail(b []byte) []byte {
 func (sc *Script) appendCall(b []byte, at int64, ended *cursor) []byte {
 	s := sc.sim
 	b = append(b, `{"id":"`...)
-	b = s.appendCallID(b, sc.index)
+	b = s.AppendCallID(b, sc.index)
 	b = append(b, `","teamId":`...)
 	b = append(b, s.team...)
 	b = append(b, `,"assistantId":`...)

@@ -88,7 +88,7 @@ func (sc *Script) appendSubject(b []byte, typ eventType) []byte {
 	for _, p := range sc.sim.subject {
 		switch p.hole {
 		case 'c':
-			b = sc.sim.appendCallID(b, sc.index)
+			b = sc.sim.AppendCallID(b, sc.index)
 		case 't':
 			b = append(b, typ.String()...)
 		default:

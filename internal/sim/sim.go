@@ -114,9 +114,11 @@ const maxIndex = 1<<48 - 1
 // CallID returns the id of call index, a UUID-shaped token that is valid in a NATS
 // subject: "WC-" then 20 hex digits drawn from the seed and the index, then the index
 // in 12 hex digits, so that ParseCallID can recover it.
-func (s *Sim) CallID(index uint64) string { return string(s.appendCallID(nil, index)) }
+func (s *Sim) CallID(index uint64) string { return string(s.AppendCallID(nil, index)) }
 
-func (s *Sim) appendCallID(b []byte, index uint64) []byte {
+// AppendCallID appends the id of call index (see CallID) to b. Every call id has the
+// same length, so that a replay can write one over another in place.
+func (s *Sim) AppendCallID(b []byte, index uint64) []byte {
 	h := draw(callSeed(s.cfg.Seed, index), 0, saltCallID)
 	b = append(b, "WC-"...)
 	b = appendHex(b, h>>32, 8)
@@ -148,7 +150,7 @@ func (s *Sim) ParseCallID(id string) (uint64, bool) {
 		}
 	}
 	var buf [callIDLen]byte
-	if string(s.appendCallID(buf[:0], index)) != id {
+	if string(s.AppendCallID(buf[:0], index)) != id {
 		return 0, false
 	}
 	return index, true
