@@ -128,8 +128,16 @@ var ErrConfig = errors.New("bench: invalid configuration")
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	_, err := c.validate()
+	return err
+}
+
+// validate checks the configuration and returns the simulation of the memory and
+// real-time phases: tuning it (a bisection over sim.EventRate) is part of the check,
+// and Run keeps the result rather than tuning twice.
+func (c *Config) validate() (sim.Config, error) {
+	bad := func(format string, args ...any) (sim.Config, error) {
+		return sim.Config{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	for _, s := range c.Subjects {
 		if !slices.Contains([]string{SubjectRaw, SubjectEngine, SubjectBaseline, SubjectBinary}, s) {
@@ -160,8 +168,7 @@ func (c *Config) Validate() error {
 	case len(c.Self) == 0:
 		return bad("no command to run the subjects with")
 	}
-	_, err := c.simConfig()
-	return err
+	return c.simConfig()
 }
 
 // runs reports whether the run includes phase p.

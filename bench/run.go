@@ -33,15 +33,12 @@ type session struct {
 // Run runs the phases of cfg against its subjects, one subject at a time, and returns
 // the results. Progress goes to stderr.
 func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Results, error) {
-	if err := cfg.Validate(); err != nil {
+	simCfg, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
-	}
-	simCfg, err := cfg.simConfig()
-	if err != nil {
-		return nil, err
 	}
 	s := &session{cfg: &cfg, prog: newProgress(stderr), res: &Results{
 		Config: cfg, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Started: time.Now(),
