@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -27,6 +26,7 @@ import (
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/internal/sim"
 	"github.com/hangwatch/hangwatch/transport"
 )
 
@@ -97,13 +97,8 @@ func (l *lagRecorder) quantiles(until int64) LagQuantiles {
 	}
 	l.mu.Unlock()
 	slices.Sort(lags)
-	q := LagQuantiles{N: len(lags)}
-	if len(lags) == 0 {
-		return q
-	}
-	at := func(p float64) time.Duration { return lags[max(int(math.Ceil(p*float64(len(lags))))-1, 0)] }
-	q.P50, q.P99, q.P999, q.Max = at(0.5), at(0.99), at(0.999), lags[len(lags)-1]
-	return q
+	return LagQuantiles{N: len(lags), P50: sim.Quantile(lags, 0.5), P99: sim.Quantile(lags, 0.99),
+		P999: sim.Quantile(lags, 0.999), Max: sim.Quantile(lags, 1)}
 }
 
 // Serve runs a subject process (the hidden --serve mode of the load generator) until ctx

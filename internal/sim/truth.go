@@ -160,12 +160,17 @@ type Tally struct {
 
 // Lag returns the q-quantile (0 ≤ q ≤ 1) of the detection lags by nearest rank, 0 when
 // there is none.
-func (t Tally) Lag(q float64) time.Duration {
-	if len(t.Lags) == 0 {
+func (t Tally) Lag(q float64) time.Duration { return Quantile(t.Lags, q) }
+
+// Quantile returns the q-quantile (0 ≤ q ≤ 1) of sorted, in ascending order, by nearest
+// rank: the smallest value that at least a share q of them do not exceed. It returns 0
+// for none.
+func Quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(math.Ceil(q*float64(len(t.Lags)))) - 1
-	return t.Lags[min(max(i, 0), len(t.Lags)-1)]
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // Summary returns the tally on one line: calls=… turns=… stalls=… hangs=… resolved=…

@@ -286,3 +286,30 @@ func TestParseObservation(t *testing.T) {
 		})
 	}
 }
+
+func TestQuantile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	tests := []struct {
+		give []time.Duration
+		q    float64
+		want time.Duration
+	}{
+		{give: nil, q: 0.5, want: 0},
+		{give: ms(7), q: 0, want: 7 * time.Millisecond},
+		{give: ms(1, 2, 3, 4), q: 0.5, want: 2 * time.Millisecond},
+		{give: ms(1, 2, 3, 4), q: 0.51, want: 3 * time.Millisecond},
+		{give: ms(1, 2, 3, 4), q: 0.99, want: 4 * time.Millisecond},
+		{give: ms(1, 2, 3, 4), q: 1, want: 4 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := Quantile(tt.give, tt.q); got != tt.want {
+			t.Errorf("Quantile(%v, %v) = %v, want %v", tt.give, tt.q, got, tt.want)
+		}
+	}
+}
