@@ -61,13 +61,6 @@ func New(cfg Config) (*Sim, error) {
 	return s, nil
 }
 
-// Config returns the configuration of the simulation.
-func (s *Sim) Config() Config {
-	c := s.cfg
-	c.AssistantIDs = append([]string(nil), c.AssistantIDs...)
-	return c
-}
-
 // Script returns the script of call index (below 2^48) when it starts at start,
 // truncated to the millisecond. The same index and start give the same script, byte
 // for byte.
