@@ -59,18 +59,18 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // Summary computes the summary of the results.
 func (res *Results) Summary() Summary {
 	s := Summary{Events: res.Published[SubjectEngine]}
-	if e, ok := res.throughput(SubjectEngine); ok {
-		if r, ok := res.throughput(SubjectRaw); ok {
+	if e, ok := bySubject(res.Throughput, SubjectEngine); ok {
+		if r, ok := bySubject(res.Throughput, SubjectRaw); ok {
 			s.E2EVsRaw = round(e.EventsPerSec/r.EventsPerSec, 3)
 		}
-		if b, ok := res.throughput(SubjectBaseline); ok {
+		if b, ok := bySubject(res.Throughput, SubjectBaseline); ok {
 			s.E2EVsBaseline = round(e.EventsPerSec/b.EventsPerSec, 3)
 		}
 	}
-	if e, ok := res.memory(SubjectEngine); ok {
+	if e, ok := bySubject(res.Memory, SubjectEngine); ok {
 		s.IdleCallBytes = round(e.Idle, 1)
 		s.ArmedCallOverheadBytes = round(e.Overhead, 1)
-		if b, ok := res.memory(SubjectBaseline); ok {
+		if b, ok := bySubject(res.Memory, SubjectBaseline); ok {
 			s.MemVsBaseline = round(e.Idle/b.Idle, 3)
 		}
 	}
@@ -78,7 +78,7 @@ func (res *Results) Summary() Summary {
 		s.DecodeMBs = round(d.Hangwatch.MBPerSec, 1)
 		s.DecodeVsEncodingJSON = round(d.Hangwatch.MBPerSec/d.JSON.MBPerSec, 2)
 	}
-	if e, ok := res.realtime(SubjectEngine); ok {
+	if e, ok := bySubject(res.Realtime, SubjectEngine); ok {
 		s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = round(ms(e.LagP50), 3), round(ms(e.LagP99), 3), round(ms(e.LagMax), 3)
 		s.Missed, s.False, s.Duplicates = &e.Missed, &e.False, &e.Duplicates
 	}
@@ -126,8 +126,8 @@ func (res *Results) Report(w io.Writer) {
 	}
 
 	if len(res.Throughput) > 0 {
-		raw, _ := res.throughput(SubjectRaw)
-		base, _ := res.throughput(SubjectBaseline)
+		raw, _ := bySubject(res.Throughput, SubjectRaw)
+		base, _ := bySubject(res.Throughput, SubjectBaseline)
 		fmt.Fprintf(w, "\nThroughput: the same stream to each, closed loop (%d events in flight at most), as fast as each keeps up;\n"+
 			"median of %d runs taken in turns. Stream: %d calls of %d turns a round, mean %.1f KB, largest %.1f KB;\n"+
 			"rounds until %d events or %v.\n",
@@ -234,13 +234,12 @@ func (res *Results) targets(w io.Writer, s Summary) {
 	check("decode", s.DecodeMBs, 1000, true, " MB/s")
 	check("idle call", s.IdleCallBytes, 200, false, " B")
 	check("lag p99", s.LagP99Ms, 2, false, " ms")
-	if r, ok := res.realtime(SubjectEngine); ok {
-		exact := 0.0
+	if r, ok := bySubject(res.Realtime, SubjectEngine); ok {
+		verdict := "met"
 		if r.Missed+r.False+r.Duplicates > 0 {
-			exact = 1
+			verdict = "MISSED"
 		}
-		fmt.Fprintf(tw, "  missed = false = duplicates = 0\t%d, %d, %d\t%s\n", r.Missed, r.False, r.Duplicates,
-			map[bool]string{true: "met", false: "MISSED"}[exact == 0])
+		fmt.Fprintf(tw, "  missed = false = duplicates = 0\t%d, %d, %d\t%s\n", r.Missed, r.False, r.Duplicates, verdict)
 		if r.Calls != 100_000 {
 			fmt.Fprintf(tw, "  (the lag target is set at 100,000 live calls and 10,000 events/s; this run had %d)\t\t\n", r.Calls)
 		}

@@ -138,29 +138,17 @@ func (r RealtimeResult) CPUPerMillion() float64 {
 	return r.CPU.Seconds() / float64(max(r.Events, 1)) * 1e6
 }
 
-func (res *Results) throughput(subject string) (ThroughputResult, bool) {
-	for _, r := range res.Throughput {
-		if r.Subject == subject {
+// bySubject returns the result of subject among rs.
+func bySubject[R interface{ subject() string }](rs []R, subject string) (R, bool) {
+	for _, r := range rs {
+		if r.subject() == subject {
 			return r, true
 		}
 	}
-	return ThroughputResult{}, false
+	var zero R
+	return zero, false
 }
 
-func (res *Results) memory(subject string) (MemoryResult, bool) {
-	for _, r := range res.Memory {
-		if r.Subject == subject {
-			return r, true
-		}
-	}
-	return MemoryResult{}, false
-}
-
-func (res *Results) realtime(subject string) (RealtimeResult, bool) {
-	for _, r := range res.Realtime {
-		if r.Subject == subject {
-			return r, true
-		}
-	}
-	return RealtimeResult{}, false
-}
+func (r ThroughputResult) subject() string { return r.Subject }
+func (r MemoryResult) subject() string     { return r.Subject }
+func (r RealtimeResult) subject() string   { return r.Subject }
