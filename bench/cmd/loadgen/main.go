@@ -63,19 +63,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, error) {
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	quick := false
-	for _, a := range args {
-		if a == "-quick" || a == "--quick" || a == "--quick=true" || a == "-quick=true" {
-			quick = true
+	cfg := bench.DefaultConfig()
+	fs, o := newFlags(&cfg, stderr)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if o.quick {
+		// The preset, then every flag given over it: parse again onto it.
+		cfg = bench.QuickConfig()
+		fs, o = newFlags(&cfg, stderr)
+		if err := fs.Parse(args); err != nil {
+			return cfg, err
 		}
 	}
-	cfg := bench.DefaultConfig()
-	if quick {
-		cfg = bench.QuickConfig()
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	fs.Bool("quick", false, "the small preset of `make bench-quick` (other flags override it)")
+	cfg.Subjects = strings.Split(*o.subjects, ",")
+	cfg.Phases = strings.Split(*o.phases, ",")
+	subjectsSet := false
+	fs.Visit(func(f *flag.Flag) { subjectsSet = subjectsSet || f.Name == "subjects" })
+	if cfg.Binary != "" && !subjectsSet {
+		cfg.Subjects = append(cfg.Subjects, bench.SubjectBinary)
+	}
+	if cfg.Binary != "" {
+		abs, err := filepath.Abs(cfg.Binary)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Binary = abs
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Self = []string{self}
+	return cfg, nil
+}
+
+// flagValues are the flags that are not fields of bench.Config.
+type flagValues struct {
+	quick            bool
+	subjects, phases *string
+}
+
+// newFlags returns the flags of the load generator, with cfg's values as defaults.
+func newFlags(cfg *bench.Config, stderr io.Writer) (*flag.FlagSet, *flagValues) {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &flagValues{}
+	fs.BoolVar(&o.quick, "quick", false, "the small preset of `make bench-quick` (other flags override it)")
 	fs.IntVar(&cfg.Calls, "calls", cfg.Calls, "live calls of the memory and real-time phases")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "events/s of the real-time phase (think times are scaled to it); 0: the simulation's own")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "real-time phase, per subject")
@@ -96,37 +133,12 @@ func parse(args []string, stderr io.Writer) (bench.Config, error) {
 	fs.IntVar(&cfg.Repeat, "repeat", cfg.Repeat, "throughput runs per subject, taken in turns; the median is reported")
 	fs.IntVar(&cfg.Window, "window", cfg.Window, "closed loop: most events published and not yet decoded")
 	fs.IntVar(&cfg.MarkEvery, "mark-every", cfg.MarkEvery, "closed loop: a marker every this many events")
-	fs.StringVar(&cfg.NATSURL, "nats-url", "", "NATS server to use; empty: an embedded one")
-	fs.StringVar(&cfg.Binary, "binary", "", "a hangwatch binary to test too, as `hangwatch run`")
-	subjects := fs.String("subjects", strings.Join(cfg.Subjects, ","), "subjects under test: raw, engine, baseline, binary (with --binary, added by default)")
-	phases := fs.String("phases", strings.Join(cfg.Phases, ","), "phases: throughput, memory, realtime")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS server to use; empty: an embedded one")
+	fs.StringVar(&cfg.Binary, "binary", cfg.Binary, "a hangwatch binary to test too, as `hangwatch run`")
+	o.subjects = fs.String("subjects", strings.Join(cfg.Subjects, ","), "subjects under test: raw, engine, baseline, binary (with --binary, added by default)")
+	o.phases = fs.String("phases", strings.Join(cfg.Phases, ","), "phases: throughput, memory, realtime")
 	fs.StringVar(&cfg.Out, "out", cfg.Out, "directory of the plot, the subjects' logs and profiles")
-	fs.BoolVar(&cfg.Profile, "profile", false, "write a CPU profile of each in-process subject and phase into --out")
+	fs.BoolVar(&cfg.Profile, "profile", cfg.Profile, "write a CPU profile of each in-process subject and phase into --out")
 	fs.DurationVar(&cfg.DecodeTime, "decode-time", cfg.DecodeTime, "how long each decode micro-benchmark runs")
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	cfg.Subjects = strings.Split(*subjects, ",")
-	cfg.Phases = strings.Split(*phases, ",")
-	subjectsSet := false
-	fs.Visit(func(f *flag.Flag) { subjectsSet = subjectsSet || f.Name == "subjects" })
-	if cfg.Binary != "" && !subjectsSet {
-		cfg.Subjects = append(cfg.Subjects, bench.SubjectBinary)
-	}
-	if cfg.Binary != "" {
-		abs, err := filepath.Abs(cfg.Binary)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Binary = abs
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Self = []string{self}
-	return cfg, nil
+	return fs, o
 }
