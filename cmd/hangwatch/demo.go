@@ -174,8 +174,8 @@ type observer struct {
 
 func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, error) {
 	obs := &observer{}
-	for _, t := range []transport.SubjectTemplate{o.hangTmpl, o.resolvedTmpl} {
-		sub, err := nc.Subscribe(t.Wildcard(), func(m *nats.Msg) {
+	for _, w := range transport.OutputWildcards(o.hangTmpl, o.resolvedTmpl) {
+		sub, err := nc.Subscribe(w, func(m *nats.Msg) {
 			if lines != nil {
 				obs.mu.Lock() // the two subscriptions' handlers never interleave lines
 				fmt.Fprintln(lines, summarize(m.Subject, m.Data))
@@ -191,7 +191,7 @@ func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, erro
 			obs.mu.Unlock()
 		})
 		if err != nil {
-			return nil, fmt.Errorf("subscribe %s: %w", t.Wildcard(), err)
+			return nil, fmt.Errorf("subscribe %s: %w", w, err)
 		}
 		obs.subs = append(obs.subs, sub)
 	}
