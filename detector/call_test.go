@@ -7,10 +7,10 @@ import (
 )
 
 const (
-	hang = KindHang
-	res  = KindResolved
-	tt   = ReasonTurnTimeout
-	mw   = ReasonMaxWait
+	hang   = KindHang
+	res    = KindResolved
+	turnTO = ReasonTurnTimeout
+	mw     = ReasonMaxWait
 )
 
 func TestCall(t *testing.T) {
@@ -37,7 +37,7 @@ func TestCall(t *testing.T) {
 				tick(6000),
 				tick(9000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000,
 				threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
 		},
 		{
@@ -46,7 +46,7 @@ func TestCall(t *testing.T) {
 				conv(1400, hello("user-1", 1000)), // arrived 400 ms after the turn ended
 				tick(6000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000,
 				threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
 		},
 		{
@@ -56,7 +56,7 @@ func TestCall(t *testing.T) {
 				tick(33_999),
 				tick(34_000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 34_000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 34_000, wait: 5000,
 				threshold: 5000, deadline: 34_000, snapshot: "e0", latest: "e0"}},
 		},
 		{
@@ -65,7 +65,7 @@ func TestCall(t *testing.T) {
 				conv(1000, hello("user-1", 9000)),
 				tick(6000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000,
 				threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
 		},
 		{
@@ -74,7 +74,7 @@ func TestCall(t *testing.T) {
 				conv(1000, hello("user-1", noTS)),
 				tick(6000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000,
 				threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
 		},
 		{
@@ -85,7 +85,7 @@ func TestCall(t *testing.T) {
 				tick(8999),
 				tick(9000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-2", first: "user-1", at: 9000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-1", at: 9000, wait: 5000,
 				threshold: 5000, deadline: 9000, snapshot: "e1", latest: "e1"}},
 		},
 		{
@@ -112,7 +112,7 @@ func TestCall(t *testing.T) {
 				tick(12_999),
 				tick(13_000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-3", first: "user-1", at: 13_000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-1", at: 13_000, wait: 5000,
 				threshold: 5000, deadline: 13_000, snapshot: "e2", latest: "e2"}},
 		},
 		{
@@ -123,7 +123,7 @@ func TestCall(t *testing.T) {
 				conv(4000, hello("user-1", 1000), hello("user-2", 4000)),
 				tick(9000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-2", first: "user-1", at: 9000, wait: 5000,
+			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-1", at: 9000, wait: 5000,
 				threshold: 5000, deadline: 9000, snapshot: "e1", latest: "e1"}},
 		},
 		{
@@ -138,9 +138,9 @@ func TestCall(t *testing.T) {
 				tick(40_000),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000,
 					threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
-				{kind: res, reason: tt, user: "user-2", first: "user-1", reply: "user-2-x", at: 21_000,
+				{kind: res, reason: turnTO, user: "user-2", first: "user-1", reply: "user-2-x", at: 21_000,
 					wait: 19_990, snapshot: "e4", latest: "e4"},
 			},
 		},
@@ -153,10 +153,10 @@ func TestCall(t *testing.T) {
 				conv(14_000, hello("user-1", 1000), reply("r1", 7000), hello("user-2", 8000), reply("r2", 14_000)),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "r1", at: 7000, wait: 6000, snapshot: "e1", latest: "e1"},
-				{kind: hang, reason: tt, user: "user-2", first: "user-2", at: 13_000, wait: 5000, threshold: 5000, deadline: 13_000, snapshot: "e2", latest: "e2"},
-				{kind: res, reason: tt, user: "user-2", first: "user-2", reply: "r2", at: 14_000, wait: 6000, snapshot: "e3", latest: "e3"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 7000, wait: 6000, snapshot: "e1", latest: "e1"},
+				{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 13_000, wait: 5000, threshold: 5000, deadline: 13_000, snapshot: "e2", latest: "e2"},
+				{kind: res, reason: turnTO, user: "user-2", first: "user-2", reply: "r2", at: 14_000, wait: 6000, snapshot: "e3", latest: "e3"},
 			},
 		},
 		{
@@ -176,8 +176,8 @@ func TestCall(t *testing.T) {
 				conv(8000, hello("user-1", 1000), silent("r0", 2000), reply("r1", 8000)),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e3", latest: "e3"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e3", latest: "e3"},
 			},
 		},
 		{
@@ -189,8 +189,8 @@ func TestCall(t *testing.T) {
 				conv(7000, hello("user-1", 1000), r("t1", "tool", 2000), r("s1", "system", 2000), r("b1", "BOT", 7000)),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "b1", at: 7000, wait: 6000, snapshot: "e3", latest: "e3"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "b1", at: 7000, wait: 6000, snapshot: "e3", latest: "e3"},
 			},
 		},
 		{
@@ -207,7 +207,7 @@ func TestCall(t *testing.T) {
 				conv(1000, greeting("w", 0), greeting("w2", 100), hello("user-1", 1000)),
 				tick(6000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"}},
 		},
 		{
 			name: "the resolved never reports a negative wait",
@@ -217,8 +217,8 @@ func TestCall(t *testing.T) {
 				conv(6100, hello("user-1", 1000), reply("r1", -5000)), // the pipeline's clock is off
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "r1", at: 6100, wait: 4100, snapshot: "e2", latest: "e2"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 6100, wait: 4100, snapshot: "e2", latest: "e2"},
 			},
 		},
 		{
@@ -228,7 +228,7 @@ func TestCall(t *testing.T) {
 				status(2000, StatusOngoing),
 				tick(6000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e1"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e1"}},
 		},
 		{
 			name: "end-of-call-report ends the call: timers cancelled",
@@ -261,7 +261,7 @@ func TestCall(t *testing.T) {
 				tick(6000),
 				endReport(8000, hello("user-1", 1000), reply("r1", 8000)),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"}},
 		},
 		{
 			name: "a late event does not resurrect an ended call",
@@ -292,8 +292,8 @@ func TestCall(t *testing.T) {
 				conv(7500, hello("user-1", 1000), reply("r1", 7000)),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "r1", at: 7000, wait: 6000, snapshot: "e3", latest: "e3"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 7000, wait: 6000, snapshot: "e3", latest: "e3"},
 			},
 		},
 		{
@@ -304,7 +304,7 @@ func TestCall(t *testing.T) {
 				tick(13_000),
 				tick(13_700),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-3", first: "user-2", at: 13_700, wait: 5000, threshold: 5000, deadline: 13_700, snapshot: "e1", latest: "e1"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 13_700, wait: 5000, threshold: 5000, deadline: 13_700, snapshot: "e1", latest: "e1"}},
 		},
 		{
 			name: "lost updates: the reply that resolves is the first one after the hung stretch",
@@ -315,9 +315,9 @@ func TestCall(t *testing.T) {
 				tick(24_800),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
-				{kind: res, reason: tt, user: "user-1", first: "user-1", reply: "r1", at: 20_000, wait: 18_000, snapshot: "e2", latest: "e2"},
-				{kind: hang, reason: tt, user: "user-3", first: "user-3", at: 24_800, wait: 5000, threshold: 5000, deadline: 24_800, snapshot: "e2", latest: "e2"},
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 20_000, wait: 18_000, snapshot: "e2", latest: "e2"},
+				{kind: hang, reason: turnTO, user: "user-3", first: "user-3", at: 24_800, wait: 5000, threshold: 5000, deadline: 24_800, snapshot: "e2", latest: "e2"},
 			},
 		},
 		{
@@ -328,7 +328,7 @@ func TestCall(t *testing.T) {
 				typed(3000, TypeOutput),
 				tick(7000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 7000, wait: 5000, threshold: 5000, deadline: 7000, snapshot: "e1", latest: "e1"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 7000, wait: 5000, threshold: 5000, deadline: 7000, snapshot: "e1", latest: "e1"}},
 		},
 		{
 			name: "other event types only carry status",
@@ -338,7 +338,7 @@ func TestCall(t *testing.T) {
 				typed(3000, TypeOther),
 				tick(7000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 7000, wait: 5000, threshold: 5000, deadline: 7000, snapshot: "e1", latest: "e2"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 7000, wait: 5000, threshold: 5000, deadline: 7000, snapshot: "e1", latest: "e2"}},
 		},
 		{
 			name: "a message without messageId is named by its index",
@@ -348,8 +348,8 @@ func TestCall(t *testing.T) {
 				conv(7000, greeting("w", 0), hello("", 1000), reply("", 7000)),
 			},
 			want: []out{
-				{kind: hang, reason: tt, user: "#1", first: "#1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
-				{kind: res, reason: tt, user: "#1", first: "#1", reply: "#2", at: 7000, wait: 6000, snapshot: "e2", latest: "e2"},
+				{kind: hang, reason: turnTO, user: "#1", first: "#1", at: 6000, wait: 5000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "#1", first: "#1", reply: "#2", at: 7000, wait: 6000, snapshot: "e2", latest: "e2"},
 			},
 		},
 		{
@@ -363,7 +363,7 @@ func TestCall(t *testing.T) {
 				conv(63_000, hello("user-1", 63_000)),
 				tick(68_000),
 			},
-			want: []out{{kind: hang, reason: tt, user: "user-1", first: "user-1", at: 68_000, wait: 5000, threshold: 5000, deadline: 68_000, snapshot: "e3", latest: "e3"}},
+			want: []out{{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 68_000, wait: 5000, threshold: 5000, deadline: 68_000, snapshot: "e3", latest: "e3"}},
 		},
 		{
 			name: "an ended call is remembered for the call TTL after its last event",
@@ -424,8 +424,8 @@ func TestCallFixtureTimeline(t *testing.T) {
 			name:    "timeout 3s: one hang on user-2, resolved after 7100 ms",
 			timeout: 3 * time.Second,
 			want: []out{
-				{kind: hang, reason: tt, user: "user-2", first: "user-2", at: 15_707, wait: 3000, threshold: 3000, deadline: 15_707, snapshot: "e4", latest: "e4"},
-				{kind: res, reason: tt, user: "user-3", first: "user-2", reply: "user-3-Qx81LmZp2a-1763647350457", at: 19_816, wait: 7100, snapshot: "e6", latest: "e6"},
+				{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 15_707, wait: 3000, threshold: 3000, deadline: 15_707, snapshot: "e4", latest: "e4"},
+				{kind: res, reason: turnTO, user: "user-3", first: "user-2", reply: "user-3-Qx81LmZp2a-1763647350457", at: 19_816, wait: 7100, snapshot: "e6", latest: "e6"},
 			},
 		},
 	}
