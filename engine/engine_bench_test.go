@@ -21,13 +21,10 @@ func benchEngine(b *testing.B, opts ...Option) (*Engine, func(*detector.Event), 
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
+	_, stopRun := runEngine(e)
 	deliver := <-src.deliver
 	return e, deliver, func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stopRun(); err != nil {
 			b.Error(err)
 		}
 	}

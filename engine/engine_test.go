@@ -272,9 +272,7 @@ func TestEngineQueuedReplyBeatsTimer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(ctx) }()
+		ctx, stop := runEngine(e)
 		deliver := <-src.deliver
 		send := func(ev *detector.Event, at time.Duration) {
 			ev.Received, ev.Payload = start.Add(at).UnixNano(), payload("p")
@@ -293,8 +291,7 @@ func TestEngineQueuedReplyBeatsTimer(t *testing.T) {
 		if err := e.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := briefs(sink.take()), []string{"hang a user-1 turn-timeout 5000ms@5000"}; !slices.Equal(got, want) {

@@ -69,6 +69,18 @@ func (s *recordingSink) take() []published {
 	return o
 }
 
+// runEngine runs e in a goroutine of its own. stop cancels the context that Run was
+// given (the one returned) and returns Run's error once Run has returned.
+func runEngine(e *Engine) (ctx context.Context, stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	return ctx, func() error {
+		cancel()
+		return <-done
+	}
+}
+
 // harness runs an engine on a fake clock.
 type harness struct {
 	t       testing.TB
@@ -76,23 +88,20 @@ type harness struct {
 	clock   *clockwork.FakeClock
 	sink    *recordingSink
 	deliver func(*detector.Event)
-	cancel  context.CancelFunc
-	done    chan error
+	stopRun func() error // nil once stopped
 	seq     int
 }
 
 func newHarness(t testing.TB, opts ...Option) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: clockwork.NewFakeClockAt(start), sink: &recordingSink{}, done: make(chan error, 1)}
+	h := &harness{t: t, clock: clockwork.NewFakeClockAt(start), sink: &recordingSink{}}
 	src := &testSource{deliver: make(chan func(*detector.Event), 1)}
 	e, err := New(src, h.sink, append([]Option{WithClock(h.clock), WithShards(2)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.e = e
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- e.Run(ctx) }()
+	_, h.stopRun = runEngine(e)
 	h.deliver = <-src.deliver
 	t.Cleanup(func() { h.stop() })
 	return h
@@ -100,12 +109,12 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 
 // stop stops the engine and waits for Run to return.
 func (h *harness) stop() {
-	if h.cancel == nil {
+	if h.stopRun == nil {
 		return
 	}
-	h.cancel()
-	h.cancel = nil
-	if err := <-h.done; err != nil {
+	err := h.stopRun()
+	h.stopRun = nil
+	if err != nil {
 		h.t.Errorf("Run() = %v", err)
 	}
 }

@@ -12,17 +12,22 @@ import (
 )
 
 // replaySource replays stored events, then hands its deliver function to the test.
+// With hold set, Replay returns only once the engine is stopped.
 type replaySource struct {
 	testSource
 	stored   []*detector.Event
-	replayed chan struct{}
+	replayed chan struct{} // closed once every stored event is delivered
+	hold     bool
 }
 
-func (s *replaySource) Replay(_ context.Context, deliver func(*detector.Event)) error {
+func (s *replaySource) Replay(ctx context.Context, deliver func(*detector.Event)) error {
 	for _, ev := range s.stored {
 		deliver(ev)
 	}
 	close(s.replayed)
+	if s.hold {
+		<-ctx.Done()
+	}
 	return nil
 }
 
@@ -57,12 +62,9 @@ func TestEngineReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
+	ctx, stop := runEngine(e)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -85,41 +87,22 @@ func TestEngineReplay(t *testing.T) {
 	}
 }
 
-// blockingReplay replays until the engine is stopped.
-type blockingReplay struct {
-	testSource
-	stored    []*detector.Event
-	delivered chan struct{}
-}
-
-func (s *blockingReplay) Replay(ctx context.Context, deliver func(*detector.Event)) error {
-	for _, ev := range s.stored {
-		deliver(ev)
-	}
-	close(s.delivered)
-	<-ctx.Done()
-	return nil
-}
-
 // TestEngineReplayCut checks that an engine stopped during its replay publishes nothing
 // from the half it applied: the next start replays again.
 func TestEngineReplayCut(t *testing.T) {
 	sink := &recordingSink{}
-	src := &blockingReplay{stored: []*detector.Event{at(conv("c1", user("user-1", -20_000)), 20*time.Second)},
-		delivered: make(chan struct{})}
+	src := &replaySource{stored: []*detector.Event{at(conv("c1", user("user-1", -20_000)), 20*time.Second)},
+		replayed: make(chan struct{}), hold: true}
 	e, err := New(src, sink, WithClock(clockwork.NewFakeClockAt(start)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	<-src.delivered
+	_, stop := runEngine(e)
+	<-src.replayed
 	if err := e.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := sink.take(); len(got) != 0 || e.Stats().Calls != 1 {
