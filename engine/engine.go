@@ -150,20 +150,24 @@ func (e *Engine) Sync(ctx context.Context) error {
 }
 
 // barrier sends it through every shard, after the events delivered before, and waits
-// until each has handled it.
+// until each has handled it. It sends to all before it waits for any, so that the
+// shards handle it side by side: a release takes as long as the slowest shard, not as
+// long as all of them one after the other.
 func (e *Engine) barrier(ctx context.Context, it item) error {
-	for _, s := range e.shards {
-		done := make(chan struct{})
-		it.synced = done
+	dones := make([]chan struct{}, len(e.shards))
+	for i, s := range e.shards {
+		dones[i] = make(chan struct{})
+		it.synced = dones[i]
 		select {
 		case s.in <- it:
-		case <-s.exited:
-			continue
+		case <-s.exited: // waiting below ends at once
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	for i, s := range e.shards {
 		select {
-		case <-done:
+		case <-dones[i]:
 		case <-s.exited:
 		case <-ctx.Done():
 			return ctx.Err()

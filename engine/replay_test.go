@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -108,4 +109,54 @@ func TestEngineReplayCut(t *testing.T) {
 	if got := sink.take(); len(got) != 0 || e.Stats().Calls != 1 {
 		t.Errorf("published %v after a cut replay (calls %d), want nothing", briefs(got), e.Stats().Calls)
 	}
+}
+
+// callsOn returns the id of a call on each shard of e, in the order of the shards.
+func callsOn(e *Engine) []string {
+	ids := make([]string, len(e.shards))
+	for i, found := 0, 0; found < len(ids); i++ {
+		id := fmt.Sprint("call-", i)
+		for j, s := range e.shards {
+			if ids[j] == "" && e.shardOf(id) == s {
+				ids[j] = id
+				found++
+			}
+		}
+	}
+	return ids
+}
+
+// TestEngineReleaseSideBySide checks that the shards go live side by side after a
+// replay: while the first shard is still busy publishing what the release made due, the
+// second has its release too and publishes its own.
+func TestEngineReleaseSideBySide(t *testing.T) {
+	rec := &recordingSink{c: make(chan published, 2)}
+	sink := &gatedSink{recordingSink: rec, entered: make(chan struct{}), gate: make(chan struct{})}
+	src := &replaySource{testSource: testSource{deliver: make(chan func(*detector.Event), 1)}, replayed: make(chan struct{})}
+	e, err := New(src, sink, WithClock(clockwork.NewFakeClockAt(start)), WithShards(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := callsOn(e)
+	sink.call = ids[0] // keeps the first shard busy
+	for _, id := range ids {
+		src.stored = append(src.stored, at(conv(id, user("user-1", -20_000)), 20*time.Second))
+	}
+	_, stop := runEngine(e)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	<-sink.entered
+	select {
+	case p := <-rec.c:
+		if got, want := brief(p), "hang "+ids[1]+" user-1 turn-timeout 20000ms@0"; got != want {
+			t.Errorf("published %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the second shard was not released while the first was busy")
+	}
+	close(sink.gate)
+	<-src.deliver // live
 }
