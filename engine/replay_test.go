@@ -160,3 +160,29 @@ func TestEngineReleaseSideBySide(t *testing.T) {
 	close(sink.gate)
 	<-src.deliver // live
 }
+
+// TestEngineStopDuringRelease checks that a stop while the shards go live after a
+// replay is a clean stop like any other (SPEC §4: exit 0): Run returns nil, and what the
+// release made due is published.
+func TestEngineStopDuringRelease(t *testing.T) {
+	rec := &recordingSink{}
+	sink := &gatedSink{recordingSink: rec, call: "c1", entered: make(chan struct{}), gate: make(chan struct{})}
+	src := &replaySource{stored: []*detector.Event{at(conv("c1", user("user-1", -20_000)), 20*time.Second)},
+		replayed: make(chan struct{})}
+	e, err := New(src, sink, WithClock(clockwork.NewFakeClockAt(start)), WithShards(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := runEngine(e)
+	<-sink.entered // the release is under way: its shard publishes c1's hang
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	<-e.shards[0].stop // Run gave up waiting for the release
+	close(sink.gate)
+	if err := <-stopped; err != nil {
+		t.Errorf("Run() stopped during the release = %v, want nil", err)
+	}
+	if got, want := briefs(rec.take()), []string{"hang c1 user-1 turn-timeout 20000ms@0"}; !slices.Equal(got, want) {
+		t.Errorf("published %v, want %v", got, want)
+	}
+}
