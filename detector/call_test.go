@@ -239,6 +239,22 @@ func TestCall(t *testing.T) {
 			},
 		},
 		{
+			name: "end-of-call-report ends the call whatever its status: ongoing",
+			give: []op{
+				conv(1000, hello("user-1", 1000)),
+				endReportWith(3000, StatusOngoing),
+				tick(60_000),
+			},
+		},
+		{
+			name: "end-of-call-report ends the call whatever its status: none",
+			give: []op{
+				conv(1000, hello("user-1", 1000)),
+				endReportWith(3000, StatusUnknown),
+				tick(60_000),
+			},
+		},
+		{
 			name: "status finished ends the call",
 			give: []op{
 				conv(1000, hello("user-1", 1000)),
@@ -458,6 +474,7 @@ func TestCallState(t *testing.T) {
 		{name: "armed keeps the latest event too", give: []op{conv(0, hello("u", 0)), status(10, StatusOngoing)}, wantState: StateArmed, wantRetained: 4},
 		{name: "hung lets it go", give: []op{conv(0, hello("u", 0)), tick(5000)}, wantState: StateHung},
 		{name: "ended", give: []op{conv(0, hello("u", 0)), endReport(10)}, wantState: StateEnded},
+		{name: "ended by a report with status ongoing", give: []op{conv(0, hello("u", 0)), endReportWith(10, StatusOngoing), tick(5000)}, wantState: StateEnded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,9 +61,12 @@ func status(at int64, s Status) op {
 	return op{at, &Event{Type: TypeStatusUpdate, CallID: "c1", Status: s}}
 }
 
-func endReport(at int64, msgs ...msg) op {
+func endReport(at int64, msgs ...msg) op { return endReportWith(at, StatusFinished, msgs...) }
+
+// endReportWith is an end-of-call-report whose call.status is s.
+func endReportWith(at int64, s Status, msgs ...msg) op {
 	o := conv(at, msgs...)
-	o.ev.Type, o.ev.Status = TypeEndOfCallReport, StatusFinished
+	o.ev.Type, o.ev.Status = TypeEndOfCallReport, s
 	return o
 }
 

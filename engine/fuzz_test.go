@@ -89,8 +89,9 @@ func fuzzEngine(t *testing.T, data []byte) {
 			h.clock.Advance(d)
 			m.advance(h.now())
 			h.sync()
-		case 7:
-			send(c, wireEvent{typ: detector.TypeEndOfCallReport, status: detector.StatusFinished, msgs: c.hist})
+		case 7: // the report ends the call whatever its call.status says
+			status := []detector.Status{detector.StatusFinished, detector.StatusOngoing, detector.StatusUnknown}[a%3]
+			send(c, wireEvent{typ: detector.TypeEndOfCallReport, status: status, msgs: c.hist})
 		case 8:
 			send(c, wireEvent{typ: []detector.Type{detector.TypeOutput, detector.TypeOther}[a%2]})
 		}

@@ -324,7 +324,9 @@ func genCall(rng *rand.Rand, id string, begin int64) (evs []wireEvent, end int64
 	case 2:
 		publish(now, wireEvent{typ: detector.TypeStatusUpdate, status: detector.StatusFinished})
 	default:
-		publish(now, wireEvent{typ: detector.TypeEndOfCallReport, status: detector.StatusFinished, msgs: slices.Clone(hist)})
+		// The report ends the call whatever its call.status says.
+		status := []detector.Status{detector.StatusFinished, detector.StatusOngoing, detector.StatusUnknown}[rng.IntN(3)]
+		publish(now, wireEvent{typ: detector.TypeEndOfCallReport, status: status, msgs: slices.Clone(hist)})
 	}
 	return evs, now
 }
