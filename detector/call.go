@@ -93,10 +93,13 @@ func (c *Call) State() State {
 // Retained returns the number of payload bytes the call keeps.
 func (c *Call) Retained() int {
 	o := c.open
-	if o == nil || o.snapshot == nil {
+	if o == nil {
 		return 0
 	}
-	n := o.snapshot.Len()
+	n := 0
+	if o.snapshot != nil {
+		n = o.snapshot.Len()
+	}
 	if o.latest != nil && o.latest != o.snapshot {
 		n += o.latest.Len()
 	}

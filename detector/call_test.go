@@ -473,6 +473,11 @@ func TestCallState(t *testing.T) {
 		{name: "armed keeps the snapshot", give: []op{conv(0, hello("u", 0))}, wantState: StateArmed, wantRetained: 2},
 		{name: "armed keeps the latest event too", give: []op{conv(0, hello("u", 0)), status(10, StatusOngoing)}, wantState: StateArmed, wantRetained: 4},
 		{name: "hung lets it go", give: []op{conv(0, hello("u", 0)), tick(5000)}, wantState: StateHung},
+		{
+			name:      "hung keeps none of the events that follow",
+			give:      []op{conv(0, hello("u", 0)), tick(5000), status(6000, StatusOngoing), conv(7000, hello("u", 0), hello("u2", 7000))},
+			wantState: StateHung,
+		},
 		{name: "ended", give: []op{conv(0, hello("u", 0)), endReport(10)}, wantState: StateEnded},
 		{name: "ended by a report with status ongoing", give: []op{conv(0, hello("u", 0)), endReportWith(10, StatusOngoing), tick(5000)}, wantState: StateEnded},
 	}
