@@ -222,6 +222,20 @@ func TestCall(t *testing.T) {
 			},
 		},
 		{
+			name: "the resolved wait is 0 when the reply is anchored before the first user turn",
+			// A max lag above the timeout lets the reply's anchor fall before the hung turn's.
+			cfg: &Config{Timeout: time.Second, MaxLag: 5 * time.Second, CallTTL: time.Hour},
+			give: []op{
+				conv(1000, hello("user-1", noTS)),
+				tick(2000),
+				conv(2500, hello("user-1", noTS), reply("r1", -10_000)), // anchored at 2500-5000
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 2000, wait: 1000, threshold: 1000, deadline: 2000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 2500, wait: 0, snapshot: "e2", latest: "e2"},
+			},
+		},
+		{
 			name: "the hang carries the call of the latest event and the history of the latest snapshot",
 			give: []op{
 				conv(1000, hello("user-1", 1000)),
