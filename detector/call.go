@@ -133,7 +133,6 @@ func (c *Call) Apply(cfg *Config, ev *Event) Step {
 	c.messages = ev.Messages
 
 	var step Step
-	answered := int32(-1) // user turns up to this index have been answered
 	if o := c.open; o != nil {
 		s, ok := AnsweredAfter(ev.Stretches, o.first.index)
 		if !ok {
@@ -143,9 +142,11 @@ func (c *Call) Apply(cfg *Config, ev *Event) Step {
 		if o.hung {
 			step.Output = resolve(cfg, o, s, ev)
 		}
-		c.open, answered = nil, s.Reply.Index
+		c.open = nil
 	}
-	if u, ok := Unanswered(ev.Stretches); ok && u.First.Index > answered {
+	// The unanswered stretch of the history, if any, starts after all of its replies (see
+	// AddMessage), so after the one that answered the stretch the call had open.
+	if u, ok := Unanswered(ev.Stretches); ok {
 		c.open = &stretch{
 			first:    newMark(u.First, ev.Received, cfg),
 			last:     newMark(u.Last, ev.Received, cfg),
