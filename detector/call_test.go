@@ -405,6 +405,18 @@ func TestCall(t *testing.T) {
 				tick(200_000),
 			},
 		},
+		{
+			name: "the call TTL runs from the newest event, even if an older one arrives last",
+			cfg:  &Config{Timeout: 5 * time.Second, MaxWait: 10 * time.Second, MaxLag: time.Second, CallTTL: time.Minute},
+			give: []op{
+				conv(1000, hello("user-1", 1000), reply("r1", 2000)),
+				status(30_000, StatusFinished),
+				status(10_000, StatusFinished), // a late copy, received (stored) earlier
+				// Remembered until 90_000: a late snapshot must not resurrect the call.
+				conv(80_000, hello("user-1", 1000), reply("r1", 2000), hello("user-2", 80_000)),
+				tick(200_000),
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
