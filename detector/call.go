@@ -165,12 +165,16 @@ func (c *Call) extend(cfg *Config, ev *Event) {
 	if o.hung {
 		return
 	}
-	o.own()
-	o.snapshot, o.latest = ev.Payload, ev.Payload
 	if u, ok := Unanswered(ev.Stretches); ok && u.Last.Index > o.last.index {
 		o.last = newMark(u.Last, ev.Received, cfg)
-		o.last.id = strings.Clone(o.last.id)
+		if o.owned {
+			o.last.id = strings.Clone(o.last.id)
+		}
 	}
+	// The ids are copied before the snapshot they may alias is let go; the first time
+	// together, the new latest turn's with the first's.
+	o.own()
+	o.snapshot, o.latest = ev.Payload, ev.Payload
 }
 
 // resolve builds the hang-resolved of a hung stretch that s answered.

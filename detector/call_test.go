@@ -582,4 +582,25 @@ func TestCallIDsOutliveTheSnapshot(t *testing.T) {
 			t.Errorf("hang = %+v, want first user-1, last user-2", hang)
 		}
 	})
+	t.Run("a later new turn", func(t *testing.T) {
+		third := []byte("user-3")
+		var c Call
+		for i, id := range []string{"user-1", "user-2"} {
+			ev := aliased([]byte(id), int32(i+1), int64(i)*1000)
+			ev.Stretches[0].First.ID, ev.Stretches[0].First.Index = "user-1", 0
+			c.Apply(&cfg, &ev)
+		}
+		ev3 := aliased(third, 3, 2000) // the ids are copies already: user-3's is copied alone
+		ev3.Stretches[0].First.ID, ev3.Stretches[0].First.Index = "user-1", 0
+		c.Apply(&cfg, &ev3)
+		ev4 := aliased([]byte("user-3"), 3, 3000) // one more message, no new user turn
+		ev4.Messages = 4
+		ev4.Stretches[0].First.ID, ev4.Stretches[0].First.Index = "user-1", 0
+		c.Apply(&cfg, &ev4)
+		copy(third, "XXXXXX")
+		hang := c.Tick(&cfg, ms(7000)).Output
+		if hang == nil || hang.FirstUserMessageID != "user-1" || hang.UserMessageID != "user-3" {
+			t.Errorf("hang = %+v, want first user-1, last user-3", hang)
+		}
+	})
 }
