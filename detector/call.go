@@ -171,8 +171,9 @@ func (c *Call) extend(cfg *Config, ev *Event) {
 			o.last.id = strings.Clone(o.last.id)
 		}
 	}
-	// The ids are copied before the snapshot they may alias is let go; the first time
-	// together, the new latest turn's with the first's.
+	// Copy the ids before letting go of the snapshot they may alias: the first time in
+	// one allocation, a new latest turn's with the first's; after that, only a new
+	// latest turn's (above).
 	o.own()
 	o.snapshot, o.latest = ev.Payload, ev.Payload
 }

@@ -604,3 +604,25 @@ func TestCallIDsOutliveTheSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// TestCallGrowthCopiesIDsOnce checks that the first new user turn of a stretch costs one
+// allocation: the ids of the first and the new latest turn are copied together.
+func TestCallGrowthCopiesIDsOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	ask := *conv(0, hello("user-1", 0)).ev
+	again := *conv(1000, hello("user-1", 0), hello("user-2", 1000)).ev
+	ask.Received, ask.Payload = ms(0), payload("e0")
+	again.Received, again.Payload = ms(1000), payload("e1")
+	arm := testing.AllocsPerRun(100, func() {
+		var c Call
+		c.Apply(&cfg, &ask)
+	})
+	grow := testing.AllocsPerRun(100, func() {
+		var c Call
+		c.Apply(&cfg, &ask)
+		c.Apply(&cfg, &again)
+	})
+	if grow-arm != 1 {
+		t.Errorf("the first new user turn cost %v allocations, want 1", grow-arm)
+	}
+}
