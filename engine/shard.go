@@ -78,8 +78,7 @@ func (s *shard) run() {
 			for range len(s.in) {
 				s.handle(<-s.in)
 			}
-			s.now = 0
-			s.sched.Wake(s.fire)
+			s.wake()
 		case <-s.stop:
 			s.drain()
 			return
@@ -161,6 +160,13 @@ func (s *shard) advance(t int64) {
 	}
 	s.now = 0
 	s.sched.Advance(t, s.fire)
+}
+
+// wake handles a receive from the scheduler's timer: it ticks every call whose wake time
+// has come by the clock's now.
+func (s *shard) wake() {
+	s.now = 0
+	s.sched.Wake(s.fire)
 }
 
 // tick is called by the scheduler for a call whose wake time has come.
