@@ -7,7 +7,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -X main.version=$(VERSION)
 
 # Every fuzz target, as package:name. make test runs each for a few seconds.
-FUZZ_TARGETS := ./transport:FuzzDecode ./transport:FuzzAppendOutput ./clock:FuzzWheel ./engine:FuzzEngine
+FUZZ_TARGETS := ./wire:FuzzDecode ./wire:FuzzAppendOutput ./clock:FuzzWheel ./engine:FuzzEngine
 FUZZTIME     ?= 10m
 
 .PHONY: build demo test fuzz soak bench bench-quick benchstat lint

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/sim"
-	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 func TestMarker(t *testing.T) {
@@ -36,7 +36,7 @@ func TestMarker(t *testing.T) {
 	}
 	// A marker is bad input to hangwatch, which is what sends it back.
 	var ev detector.Event
-	if err := transport.Decode(&ev, marker(1), transport.DefaultLimits()); err == nil {
+	if err := wire.Decode(&ev, marker(1), wire.DefaultLimits()); err == nil {
 		t.Error("a marker decodes as an event")
 	}
 }
@@ -63,7 +63,7 @@ func TestStream(t *testing.T) {
 		for i := range st.events {
 			subject, data := st.next(round, i)
 			var ev detector.Event
-			if err := transport.Decode(&ev, data, transport.DefaultLimits()); err != nil {
+			if err := wire.Decode(&ev, data, wire.DefaultLimits()); err != nil {
 				t.Fatalf("round %d event %d: %v", round, i, err)
 			}
 			index, ok := s.ParseCallID(ev.CallID)

@@ -10,7 +10,7 @@ import (
 	"github.com/hangwatch/hangwatch/bench/baseline"
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/jsonref"
-	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // Decoders are the decoders the figures compare, by name; each decodes data once.
@@ -18,9 +18,9 @@ var decoders = []struct {
 	name   string
 	decode func(data []byte) error
 }{
-	{"transport.Decode", func() func([]byte) error {
+	{"wire.Decode", func() func([]byte) error {
 		var ev detector.Event
-		return func(data []byte) error { return transport.Decode(&ev, data, transport.DefaultLimits()) }
+		return func(data []byte) error { return wire.Decode(&ev, data, wire.DefaultLimits()) }
 	}()},
 	{"encoding/json, lean struct", func(data []byte) error {
 		var ev jsonref.Event

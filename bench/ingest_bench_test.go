@@ -12,7 +12,7 @@ import (
 	"github.com/hangwatch/hangwatch/bench/baseline"
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
-	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // benchStream is a small throughput stream: 50 calls of ~30 KB events.
@@ -44,7 +44,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// benchName names a decoder in a benchmark: "transport.Decode", "encoding/json",
+// benchName names a decoder in a benchmark: "wire.Decode", "encoding/json",
 // "baseline.Decode".
 func benchName(s string) string {
 	name, _, _ := strings.Cut(s, ",")
@@ -67,7 +67,7 @@ func (s handSource) Run(ctx context.Context, deliver func(*detector.Event)) erro
 
 // BenchmarkIngest measures what each detector costs per event in process, NATS left
 // out: the stream's events, each in a fresh copy as a subscription hands them over,
-// decoded and applied. hangwatch is transport.Decode into pooled events on the
+// decoded and applied. hangwatch is wire.Decode into pooled events on the
 // benchmark's goroutine and the engine applying them on its shards (GOMAXPROCS
 // goroutines), timed until every event is applied; the baseline is Handle, on the
 // benchmark's goroutine.
@@ -97,7 +97,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		ingest(b, st, func(data []byte) {
 			p := pool.Get().(*pooled)
-			if err := transport.Decode(&p.ev, data, transport.DefaultLimits()); err != nil {
+			if err := wire.Decode(&p.ev, data, wire.DefaultLimits()); err != nil {
 				b.Fatal(err)
 			}
 			p.ev.Received, p.ev.Done = time.Now().UnixNano(), p.done

@@ -18,7 +18,7 @@ import (
 //     nats.go subscriber and of the baseline.
 //   - mem_vs_baseline: hangwatch's heap per idle live call over the baseline's, each
 //     with everything it keeps for the call (memory phase).
-//   - decode_mb_s: transport.Decode on the largest event of the stream (~30 KB), one
+//   - decode_mb_s: wire.Decode on the largest event of the stream (~30 KB), one
 //     goroutine, in MB/s (10^6 bytes); decode_vs_encoding_json: that over
 //     encoding/json decoding the same event into a struct of the same fields.
 //   - idle_call_bytes: hangwatch's heap per idle call; armed_call_overhead_bytes: what

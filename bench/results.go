@@ -45,7 +45,7 @@ type Figure struct {
 // DecodeResult compares decoders on one event.
 type DecodeResult struct {
 	EventBytes int
-	// Hangwatch is transport.Decode; JSON encoding/json into a struct of the fields
+	// Hangwatch is wire.Decode; JSON encoding/json into a struct of the fields
 	// that detection reads, the pass-through values raw (as transport's
 	// BenchmarkDecodeEncodingJSON); Baseline is bench/baseline's Decode of the whole
 	// event.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // signaling wraps a Source and tells the test each time it has handed an event to the
@@ -259,7 +260,7 @@ func TestEndToEndBadInputDoesNotDisturb(t *testing.T) {
 	// NATS refuses payloads over 1 MiB, our default limit: set ours just under, so
 	// that a near-1 MB event passes and a larger one reaches us to be refused.
 	h := newE2E(t, detector.DefaultConfig(), start, SourceOptions{DeadLetter: "voice.dead",
-		Limits: Limits{MaxBytes: 1_010_000, MaxDepth: 64}})
+		Limits: wire.Limits{MaxBytes: 1_010_000, MaxDepth: 64}})
 	ms := start.UnixMilli()
 	stalled := fmt.Appendf(nil, `{"message":{"type":"conversation-update","call":{"id":"good","teamId":"t"},"messages":[{"messageId":"user-1","role":"user","text":"Hello?","timestamp":%d}]}}`, ms)
 	// A valid event just under the limit, for another call, with a long transcript.

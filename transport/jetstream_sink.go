@@ -15,6 +15,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/logs"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // DefaultSinkQueue is the default number of outputs a JetStreamSink holds while they
@@ -142,7 +143,7 @@ func NewJetStreamSink(ctx context.Context, c *Conn, o SinkOptions, jo JetStreamS
 		return nil, fmt.Errorf("%w: %w", ErrJetStream, err)
 	}
 	core := NewSink(c, o)
-	subjects := OutputWildcards(core.o.HangSubject, core.o.ResolvedSubject)
+	subjects := wire.OutputWildcards(core.o.HangSubject, core.o.ResolvedSubject)
 	st, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        jo.Stream,
 		Description: "hangwatch: hang and hang-resolved events",
@@ -162,7 +163,7 @@ func NewJetStreamSink(ctx context.Context, c *Conn, o SinkOptions, jo JetStreamS
 			zap.String("stream", jo.Stream), zap.Duration("duplicates", have.Duplicates), zap.Duration("want", jo.Duplicates))
 	}
 	for _, sub := range subjects {
-		if !Covers(have.Subjects, sub) {
+		if !wire.Covers(have.Subjects, sub) {
 			log.Warn("the hang stream does not hold these outputs: publishing them is retried until one does",
 				zap.String("stream", jo.Stream), zap.String("subject", sub), zap.Strings("stream_subjects", have.Subjects))
 		}

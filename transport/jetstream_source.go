@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // ConsumerOptions configures the durable consumer that a JetStreamSource reads live
@@ -273,7 +274,7 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 		if p, err := s.decode(msg.Data(), s.stored(meta.Timestamp).UnixNano()); err != nil {
 			skipped++
 			s.jsStats.replaySkipped.Add(1)
-			reason, _ := BadInputReason(err)
+			reason, _ := wire.BadInputReason(err)
 			s.limited.Warn("replay: stored event skipped: "+reason.String(), zap.String("subject", msg.Subject()), zap.Error(err))
 		} else {
 			replayed++

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 var (
@@ -166,7 +167,7 @@ func waitApplied(t testing.TB, js jetstream.JetStream, stream, durable string) {
 func hangOutput(t testing.TB, kind detector.Kind, first string) *detector.Output {
 	t.Helper()
 	var ev detector.Event
-	if err := Decode(&ev, readFixture(t, "05-conversation-update-user-2.json"), DefaultLimits()); err != nil {
+	if err := wire.Decode(&ev, readFixture(t, "05-conversation-update-user-2.json"), wire.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 	return &detector.Output{Kind: kind, Reason: detector.ReasonTurnTimeout, UserMessageID: first, FirstUserMessageID: first,
@@ -269,7 +270,7 @@ func TestJetStreamStreams(t *testing.T) {
 func TestJetStreamSinkOverlappingTemplates(t *testing.T) {
 	srv := startJetStream(t, t.TempDir(), "")
 	js := jsClient(t, srv)
-	o := SinkOptions{HangSubject: mustTemplate("hw.{callId}"), ResolvedSubject: mustTemplate("hw.resolved")}
+	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("hw.{callId}"), ResolvedSubject: wire.MustParseSubjectTemplate("hw.resolved")}
 	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
 	if err != nil {
 		t.Fatalf("NewJetStreamSink() = %v", err)
@@ -397,7 +398,7 @@ func TestJetStreamReplayThenLive(t *testing.T) {
 			t.Fatal("live event not delivered")
 		}
 	}
-	if m, err := dead.NextMsg(waitFor); err != nil || m.Header.Get(HeaderBadInputReason) != ReasonNotJSON.String() {
+	if m, err := dead.NextMsg(waitFor); err != nil || m.Header.Get(HeaderBadInputReason) != wire.ReasonNotJSON.String() {
 		t.Errorf("dead letter = %v, %v; want the bad event with its reason", m, err)
 	}
 	// Until Done, the two good events are pending; the bad one was terminated.
@@ -417,7 +418,7 @@ func TestJetStreamReplayThenLive(t *testing.T) {
 	})
 	stop()
 	st2 := src.Stats()
-	if st2.Acked != 3 || st2.Bad[ReasonNotJSON] != 1 || st2.DeadLettered != 1 || st2.Events[detector.TypeConversationUpdate] != 3 {
+	if st2.Acked != 3 || st2.Bad[wire.ReasonNotJSON] != 1 || st2.DeadLettered != 1 || st2.Events[detector.TypeConversationUpdate] != 3 {
 		t.Errorf("Stats() = %+v, want 3 acknowledged (one terminated), 1 bad, 3 conversation-updates", st2)
 	}
 }
@@ -462,7 +463,7 @@ func TestJetStreamSinkClose(t *testing.T) {
 				if err := sink.Publish(call, out); err != nil {
 					t.Fatal(err)
 				}
-				want = append(want, MsgID(call, out))
+				want = append(want, wire.MsgID(call, out))
 			}
 		}
 		closed := make(chan error, 1)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // waitFor bounds every wait on the broker: it only matters when a test fails.
@@ -146,7 +147,7 @@ func TestSourceBadInput(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	src := NewSource(connect(t, srv, ConnOptions{}), SourceOptions{
 		Subjects: []string{"voice.events.>"}, DeadLetter: "voice.dead", Logger: zap.New(core),
-		Limits: Limits{MaxBytes: 64 << 10, MaxDepth: 32},
+		Limits: wire.Limits{MaxBytes: 64 << 10, MaxDepth: 32},
 	})
 	got := runSource(t, src, nil)
 	pub := plainClient(t, srv)
@@ -161,16 +162,16 @@ func TestSourceBadInput(t *testing.T) {
 	secret := "my card number is 4111"
 	tests := []struct {
 		give []byte
-		want Reason
+		want wire.Reason
 	}{
-		{give: []byte("garbage"), want: ReasonNotJSON},
-		{give: []byte(`{"message":{"type":"status-update","call":{"id":42}}}`), want: ReasonWrongType},
-		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":[{"role":"user","text":7}]}}`), want: ReasonWrongType},
-		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":{"text":"` + secret + `"}}}`), want: ReasonMessagesNotArray},
-		{give: []byte(`{"message":{"type":"conversation-update","call":{}}}`), want: ReasonNoCallID},
-		{give: []byte(`{"msg":{}}`), want: ReasonNoMessage},
-		{give: []byte(`{"message":{"call":{"id":"c"},"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`), want: ReasonTooDeep},
-		{give: []byte(`{"message":{"call":{"id":"c"},"x":"` + strings.Repeat("a", 70<<10) + `"}}`), want: ReasonTooLarge},
+		{give: []byte("garbage"), want: wire.ReasonNotJSON},
+		{give: []byte(`{"message":{"type":"status-update","call":{"id":42}}}`), want: wire.ReasonWrongType},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":[{"role":"user","text":7}]}}`), want: wire.ReasonWrongType},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{"id":"c"},"messages":{"text":"` + secret + `"}}}`), want: wire.ReasonMessagesNotArray},
+		{give: []byte(`{"message":{"type":"conversation-update","call":{}}}`), want: wire.ReasonNoCallID},
+		{give: []byte(`{"msg":{}}`), want: wire.ReasonNoMessage},
+		{give: []byte(`{"message":{"call":{"id":"c"},"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`), want: wire.ReasonTooDeep},
+		{give: []byte(`{"message":{"call":{"id":"c"},"x":"` + strings.Repeat("a", 70<<10) + `"}}`), want: wire.ReasonTooLarge},
 	}
 	for _, tt := range tests {
 		if err := pub.Publish("voice.events.bad", tt.give); err != nil {
@@ -195,7 +196,7 @@ func TestSourceBadInput(t *testing.T) {
 		t.Errorf("after bad input, delivered %+v", r)
 	}
 	st := src.Stats()
-	if st.DeadLettered != int64(len(tests)) || st.Bad[ReasonWrongType] != 2 || st.Bad[ReasonNotJSON] != 1 {
+	if st.DeadLettered != int64(len(tests)) || st.Bad[wire.ReasonWrongType] != 2 || st.Bad[wire.ReasonNotJSON] != 1 {
 		t.Errorf("Stats() = %+v", st)
 	}
 	for _, e := range logs.All() {
@@ -326,7 +327,7 @@ func TestSinkPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ev detector.Event
-	if err := Decode(&ev, readFixture(t, "05-conversation-update-user-2.json"), DefaultLimits()); err != nil {
+	if err := wire.Decode(&ev, readFixture(t, "05-conversation-update-user-2.json"), wire.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 	out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "user-2",
@@ -348,7 +349,7 @@ func TestSinkPublishes(t *testing.T) {
 	if got := m.Header.Get("Content-Type"); got != "application/json" {
 		t.Errorf("Content-Type = %q", got)
 	}
-	if string(m.Data) != string(AppendOutput(nil, ev.CallID, out)) {
+	if string(m.Data) != string(wire.AppendOutput(nil, ev.CallID, out)) {
 		t.Errorf("payload differs from AppendOutput")
 	}
 	if hangs, _ := sink.Published(); hangs != 1 {
@@ -448,7 +449,7 @@ func TestSourceIgnoresItsDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // a loop would have gone round thousands of times
-	if st := src.Stats(); st.DeadLettered != 1 || st.DeadLettersIgnored != 1 || st.Bad[ReasonNotJSON] != 1 {
+	if st := src.Stats(); st.DeadLettered != 1 || st.DeadLettersIgnored != 1 || st.Bad[wire.ReasonNotJSON] != 1 {
 		t.Errorf("Stats() = %+v, want one rejection, one dead letter, ignored once", st)
 	}
 }

@@ -8,13 +8,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // SinkOptions configures a Sink.
 type SinkOptions struct {
 	// HangSubject and ResolvedSubject are where hangs and hang-resolved go (defaults
 	// DefaultHangSubject and DefaultResolvedSubject).
-	HangSubject, ResolvedSubject SubjectTemplate
+	HangSubject, ResolvedSubject wire.SubjectTemplate
 }
 
 // Sink publishes hangs and hang-resolved on core NATS. It implements engine.Sink.
@@ -28,10 +29,10 @@ type Sink struct {
 // NewSink returns a sink that publishes through c.
 func NewSink(c *Conn, o SinkOptions) *Sink {
 	if o.HangSubject.String() == "" {
-		o.HangSubject = mustTemplate(DefaultHangSubject)
+		o.HangSubject = wire.MustParseSubjectTemplate(wire.DefaultHangSubject)
 	}
 	if o.ResolvedSubject.String() == "" {
-		o.ResolvedSubject = mustTemplate(DefaultResolvedSubject)
+		o.ResolvedSubject = wire.MustParseSubjectTemplate(wire.DefaultResolvedSubject)
 	}
 	s := &Sink{conn: c, o: o}
 	s.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
@@ -58,23 +59,15 @@ func (s *Sink) message(callID string, out *detector.Output) (*nats.Msg, *[]byte)
 		tmpl = s.o.ResolvedSubject
 	}
 	buf := s.bufs.Get().(*[]byte)
-	*buf = AppendOutput((*buf)[:0], callID, out)
-	msg := nats.NewMsg(Subject(tmpl, callID, out))
+	*buf = wire.AppendOutput((*buf)[:0], callID, out)
+	msg := nats.NewMsg(wire.Subject(tmpl, callID, out))
 	msg.Data = *buf
 	msg.Header.Set("Content-Type", "application/json")
-	msg.Header.Set(nats.MsgIdHdr, MsgID(callID, out))
+	msg.Header.Set(nats.MsgIdHdr, wire.MsgID(callID, out))
 	return msg, buf
 }
 
 // Published returns how many hangs and hang-resolved were published.
 func (s *Sink) Published() (hangs, resolved int64) {
 	return s.pub[detector.KindHang].Load(), s.pub[detector.KindResolved].Load()
-}
-
-func mustTemplate(s string) SubjectTemplate {
-	t, err := ParseSubjectTemplate(s)
-	if err != nil {
-		panic(err)
-	}
-	return t
 }

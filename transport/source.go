@@ -13,6 +13,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/logs"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // DefaultSubject is the default of --subject.
@@ -32,7 +33,7 @@ type SourceOptions struct {
 	// Subjects to consume (default DefaultSubject).
 	Subjects []string
 	// Limits bound what an event may be (default DefaultLimits).
-	Limits Limits
+	Limits wire.Limits
 	// PendingMsgs and PendingBytes bound what a subscription buffers while the engine
 	// is behind; past them NATS drops events and reports a slow consumer (defaults
 	// 1,000,000 and 1 GiB).
@@ -96,7 +97,7 @@ type intake struct {
 
 type sourceCounters struct {
 	events       [detector.TypeOutput + 1]atomic.Int64
-	bad          [len(reasonNames)]atomic.Int64
+	bad          [wire.NumReasons]atomic.Int64
 	deadLettered atomic.Int64
 	deadErrors   atomic.Int64
 	deadIgnored  atomic.Int64
@@ -107,7 +108,7 @@ type SourceStats struct {
 	// Events counts the events decoded, by type.
 	Events map[detector.Type]int64
 	// Bad counts the events rejected, by reason.
-	Bad map[Reason]int64
+	Bad map[wire.Reason]int64
 	// Dropped counts the events NATS dropped because the subscription fell behind (core
 	// NATS only; a JetStream consumer pulls, so it does not drop).
 	Dropped int64
@@ -137,8 +138,8 @@ func (in *intake) init(c *Conn, o SourceOptions) {
 	if len(o.Subjects) == 0 {
 		o.Subjects = []string{DefaultSubject}
 	}
-	if o.Limits == (Limits{}) {
-		o.Limits = DefaultLimits()
+	if o.Limits == (wire.Limits{}) {
+		o.Limits = wire.DefaultLimits()
 	}
 	if o.PendingMsgs == 0 {
 		o.PendingMsgs = 1_000_000
@@ -270,7 +271,7 @@ func (in *intake) deadLetter(subject string, h nats.Header) bool {
 // it. On error, nothing is kept: the caller rejects or skips the message.
 func (in *intake) decode(data []byte, received int64) (*pooled, error) {
 	p := in.pool.Get().(*pooled)
-	if err := Decode(&p.ev, data, in.o.Limits); err != nil {
+	if err := wire.Decode(&p.ev, data, in.o.Limits); err != nil {
 		in.pool.Put(p)
 		return nil, err
 	}
@@ -291,8 +292,8 @@ func (in *intake) release(p *pooled) {
 
 // reject counts a bad event, logs it (rate-limited per reason; its text only at debug
 // level) and dead-letters it. It returns the reason.
-func (in *intake) reject(subject string, data []byte, err error) Reason {
-	reason, _ := BadInputReason(err)
+func (in *intake) reject(subject string, data []byte, err error) wire.Reason {
+	reason, _ := wire.BadInputReason(err)
 	in.stats.bad[reason].Add(1)
 	in.limited.Warn("bad input: "+reason.String(), zap.String("subject", subject), zap.Int("bytes", len(data)), zap.Error(err))
 	if ce := in.log.Check(zap.DebugLevel, "bad input payload"); ce != nil {
@@ -334,13 +335,13 @@ func (s *Source) dropped() int64 {
 }
 
 func (in *intake) sourceStats() SourceStats {
-	st := SourceStats{Events: map[detector.Type]int64{}, Bad: map[Reason]int64{}}
+	st := SourceStats{Events: map[detector.Type]int64{}, Bad: map[wire.Reason]int64{}}
 	for t := range in.stats.events {
 		if n := in.stats.events[t].Load(); n > 0 {
 			st.Events[detector.Type(t)] = n
 		}
 	}
-	for _, r := range Reasons() {
+	for _, r := range wire.Reasons() {
 		if n := in.stats.bad[r].Load(); n > 0 {
 			st.Bad[r] = n
 		}

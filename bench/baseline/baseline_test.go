@@ -5,18 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hangwatch/hangwatch/internal/fixtures"
 	"github.com/hangwatch/hangwatch/internal/sim"
 )
-
-// fixturesDir is shared/fixtures of the project, beside the repository.
-var fixturesDir = filepath.Join("..", "..", "..", "shared", "fixtures")
 
 // fixture is one event of the fixtures' call, received at its message.timestamp.
 type fixture struct {
@@ -27,16 +24,13 @@ type fixture struct {
 
 func readFixtures(t *testing.T) []fixture {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(fixturesDir, "*.json"))
-	if err != nil || len(paths) != 8 {
-		t.Fatalf("fixtures: %d files, %v", len(paths), err)
+	names := fixtures.WebhookNames()
+	if len(names) != 8 {
+		t.Fatalf("fixtures: %d files", len(names))
 	}
 	var fs []fixture
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range names {
+		data := fixtures.Webhook(p)
 		var env struct {
 			Message struct {
 				Timestamp int64 `json:"timestamp"`

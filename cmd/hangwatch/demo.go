@@ -15,6 +15,7 @@ import (
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/internal/sim"
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 const demoSummary = `Watch hangwatch work: an embedded NATS server, the engine, and a simulated voice
@@ -174,7 +175,7 @@ type observer struct {
 
 func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, error) {
 	obs := &observer{}
-	for _, w := range transport.OutputWildcards(o.hangTmpl, o.resolvedTmpl) {
+	for _, w := range wire.OutputWildcards(o.hangTmpl, o.resolvedTmpl) {
 		sub, err := nc.Subscribe(w, func(m *nats.Msg) {
 			if lines != nil {
 				obs.mu.Lock() // the two subscriptions' handlers never interleave lines

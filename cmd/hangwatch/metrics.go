@@ -17,6 +17,7 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // sources are what the metrics read at scrape time: the counters and gauges the
@@ -96,7 +97,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		detector.TypeEndOfCallReport, detector.TypeOther, detector.TypeOutput} {
 		counter(descEvents, in.Events[t], t.String())
 	}
-	for _, r := range transport.Reasons() {
+	for _, r := range wire.Reasons() {
 		counter(descBadInput, in.Bad[r], r.String())
 	}
 	counter(descDeadLetters, in.DeadLettered)

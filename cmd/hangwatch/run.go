@@ -18,6 +18,7 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 const runSummary = `Run the sidecar: consume the voice pipeline's events from NATS and publish a hang
@@ -33,9 +34,9 @@ type sidecarOptions struct {
 	maxCalls                     int64
 	shards                       int
 	hangSubject, resolvedSubject string
-	hangTmpl, resolvedTmpl       transport.SubjectTemplate
+	hangTmpl, resolvedTmpl       wire.SubjectTemplate
 	deadLetter                   string
-	limits                       transport.Limits
+	limits                       wire.Limits
 	drainTimeout                 time.Duration
 	logLevel, logFormat          string
 	metricsListen                string
@@ -51,7 +52,7 @@ func sidecarFlags(c *command) *sidecarOptions {
 	o := &sidecarOptions{conn: connFlags(c), subjects: newStringList(transport.DefaultSubject)}
 	fs := c.fs
 	def := detector.DefaultConfig()
-	lim := transport.DefaultLimits()
+	lim := wire.DefaultLimits()
 	fs.StringVar(&o.embedded.Listen, "embedded-listen", transport.DefaultEmbeddedListen, "host:port of the embedded NATS server (without --nats-url)")
 	fs.StringVar(&o.embedded.User, "embedded-user", "", "user the embedded NATS server requires (with --embedded-password), for when it listens beyond loopback")
 	fs.StringVar(&o.embedded.Password, "embedded-password", "", "password the embedded NATS server requires")
@@ -62,8 +63,8 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.DurationVar(&o.det.CallTTL, "call-ttl", def.CallTTL, "forget a call with no event for this long; ended calls are remembered this long")
 	fs.Int64Var(&o.maxCalls, "max-calls", engine.DefaultMaxCalls, "most calls held at once; past it new calls are refused")
 	fs.IntVar(&o.shards, "shards", 0, "engine shards (worker goroutines); 0: one per CPU")
-	fs.StringVar(&o.hangSubject, "hang-subject", transport.DefaultHangSubject, "subject of hang events; placeholders {callId} {teamId} {assistantId}")
-	fs.StringVar(&o.resolvedSubject, "resolved-subject", transport.DefaultResolvedSubject, "subject of hang-resolved events")
+	fs.StringVar(&o.hangSubject, "hang-subject", wire.DefaultHangSubject, "subject of hang events; placeholders {callId} {teamId} {assistantId}")
+	fs.StringVar(&o.resolvedSubject, "resolved-subject", wire.DefaultResolvedSubject, "subject of hang-resolved events")
 	fs.StringVar(&o.deadLetter, "dead-letter-subject", "", "republish bad input here, unchanged, with a Hangwatch-Bad-Input header")
 	fs.IntVar(&o.limits.MaxBytes, "max-event-bytes", lim.MaxBytes, "larger events are bad input")
 	fs.IntVar(&o.limits.MaxDepth, "max-event-depth", lim.MaxDepth, "events nested deeper are bad input")
@@ -94,27 +95,27 @@ func (o *sidecarOptions) validate() error {
 		return fmt.Errorf("--shards must not be negative, got %d", o.shards)
 	}
 	for _, s := range o.subjects.values {
-		if err := transport.ValidateSubject(s); err != nil {
+		if err := wire.ValidateSubject(s); err != nil {
 			return fmt.Errorf("--subject: %w", err)
 		}
 	}
 	if o.deadLetter != "" {
-		if err := transport.ValidateSubject(o.deadLetter); err != nil {
+		if err := wire.ValidateSubject(o.deadLetter); err != nil {
 			return fmt.Errorf("--dead-letter-subject: %w", err)
 		}
 		if strings.ContainsAny(o.deadLetter, "*>") {
 			return fmt.Errorf("--dead-letter-subject: %q holds a wildcard; it is where bad input is published", o.deadLetter)
 		}
 		// A dead letter that comes back in would be rejected and dead-lettered again.
-		if transport.Covers(o.subjects.values, o.deadLetter) {
+		if wire.Covers(o.subjects.values, o.deadLetter) {
 			return fmt.Errorf("--dead-letter-subject %q is one --subject consumes", o.deadLetter)
 		}
 	}
 	var err error
-	if o.hangTmpl, err = transport.ParseSubjectTemplate(o.hangSubject); err != nil {
+	if o.hangTmpl, err = wire.ParseSubjectTemplate(o.hangSubject); err != nil {
 		return fmt.Errorf("--hang-subject: %w", err)
 	}
-	if o.resolvedTmpl, err = transport.ParseSubjectTemplate(o.resolvedSubject); err != nil {
+	if o.resolvedTmpl, err = wire.ParseSubjectTemplate(o.resolvedSubject); err != nil {
 		return fmt.Errorf("--resolved-subject: %w", err)
 	}
 	if o.limits.MaxBytes < 1 || o.limits.MaxDepth < 1 {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 const tailSummary = `Print the hang and hang-resolved events published on NATS, one per line: the event's
@@ -25,8 +26,8 @@ const defaultTailURL = "nats://" + transport.DefaultEmbeddedListen
 func tailCmd(args []string, stdout, stderr io.Writer) error {
 	c := newCommand("tail", tailSummary)
 	conn := connFlags(c)
-	hang := c.fs.String("hang-subject", transport.DefaultHangSubject, "subject template of hang events, as given to run")
-	resolved := c.fs.String("resolved-subject", transport.DefaultResolvedSubject, "subject template of hang-resolved events, as given to run")
+	hang := c.fs.String("hang-subject", wire.DefaultHangSubject, "subject template of hang events, as given to run")
+	resolved := c.fs.String("resolved-subject", wire.DefaultResolvedSubject, "subject template of hang-resolved events, as given to run")
 	format := c.fs.String("format", "json", "json (the events as published) or text (one summary line each)")
 	if err := c.parse(args, env); err != nil {
 		return usageError{c, err}
@@ -34,11 +35,11 @@ func tailCmd(args []string, stdout, stderr io.Writer) error {
 	if *format != "json" && *format != "text" {
 		return usageError{c, fmt.Errorf("--format: want json or text, got %q", *format)}
 	}
-	hangTmpl, err := transport.ParseSubjectTemplate(*hang)
+	hangTmpl, err := wire.ParseSubjectTemplate(*hang)
 	if err != nil {
 		return usageError{c, err}
 	}
-	resolvedTmpl, err := transport.ParseSubjectTemplate(*resolved)
+	resolvedTmpl, err := wire.ParseSubjectTemplate(*resolved)
 	if err != nil {
 		return usageError{c, err}
 	}
@@ -61,7 +62,7 @@ func tailCmd(args []string, stdout, stderr io.Writer) error {
 
 // tail prints every output published on the subjects of the templates, each once, until
 // ctx is done; then it closes nc.
-func tail(ctx context.Context, nc *transport.Conn, hang, resolved transport.SubjectTemplate, format string, stdout io.Writer) (err error) {
+func tail(ctx context.Context, nc *transport.Conn, hang, resolved wire.SubjectTemplate, format string, stdout io.Writer) (err error) {
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -72,7 +73,7 @@ func tail(ctx context.Context, nc *transport.Conn, hang, resolved transport.Subj
 	// One channel for both subjects keeps the lines in arrival order, written by this
 	// goroutine only.
 	msgs := make(chan *nats.Msg, 1024)
-	for _, s := range transport.OutputWildcards(hang, resolved) {
+	for _, s := range wire.OutputWildcards(hang, resolved) {
 		if _, err := nc.NATS().ChanSubscribe(s, msgs); err != nil {
 			return fmt.Errorf("subscribe %s: %w", s, err)
 		}

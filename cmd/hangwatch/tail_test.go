@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // TestTailPrintsEachOutputOnce: templates whose wildcards are the same, or one covers
@@ -23,11 +24,11 @@ func TestTailPrintsEachOutputOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hang, err := transport.ParseSubjectTemplate("hw.{callId}")
+	hang, err := wire.ParseSubjectTemplate("hw.{callId}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resolved, err := transport.ParseSubjectTemplate("hw.{teamId}")
+	resolved, err := wire.ParseSubjectTemplate("hw.{teamId}")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package jsonref holds the structs that encoding/json must decode to get what
-// transport.Decode gets: the fields that detection reads, and the values an output
+// wire.Decode gets: the fields that detection reads, and the values an output
 // passes through kept raw. The decoder's benchmarks and the load report compare with
 // encoding/json on these, so that both measure the same work.
 package jsonref
@@ -34,7 +34,7 @@ type Message struct {
 	Timestamp *float64 `json:"timestamp"`
 }
 
-// Raw is an event as encoding/json decodes it to get what transport.Decode gets by
+// Raw is an event as encoding/json decodes it to get what wire.Decode gets by
 // another route: the call and the history are kept raw, to be passed through, and
 // decoded a second time, into a Call and a []Message, for the fields detection reads.
 type Raw struct {

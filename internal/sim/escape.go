@@ -1,11 +1,11 @@
 package sim
 
-import "github.com/hangwatch/hangwatch/transport"
+import "github.com/hangwatch/hangwatch/wire"
 
 const hexDigits = "0123456789abcdef"
 
 // quoted returns s as a JSON string.
-func quoted(s string) []byte { return transport.AppendJSONString(nil, s) }
+func quoted(s string) []byte { return wire.AppendJSONString(nil, s) }
 
 // escaped returns s as the inside of a JSON string, without the quotes: a piece of text
 // that can be copied into a string already opened.

@@ -28,9 +28,9 @@ func stormy(c *Config) {
 	c.StallShare, c.HelloShare, c.SilentShare, c.HangUpShare = 0.3, 0.2, 0.5, 0.2
 }
 
-// wire is an event decoded with encoding/json: the fields that detection reads, and
+// wireEvent is an event decoded with encoding/json: the fields that detection reads, and
 // the history as raw bytes.
-type wire struct {
+type wireEvent struct {
 	Message struct {
 		Type      string `json:"type"`
 		Timestamp int64  `json:"timestamp"`
@@ -53,9 +53,9 @@ type wireMessage struct {
 	Timestamp *int64 `json:"timestamp"`
 }
 
-func decode(t testing.TB, data []byte) (wire, []wireMessage) {
+func decode(t testing.TB, data []byte) (wireEvent, []wireMessage) {
 	t.Helper()
-	var w wire
+	var w wireEvent
 	if err := json.Unmarshal(data, &w); err != nil {
 		t.Fatalf("decode %s: %v", data, err)
 	}

@@ -38,7 +38,7 @@ func checkEvents(t *testing.T, sc Script) {
 		prevAt      time.Duration = -1
 		n           int
 		users       int
-		last        wire
+		last        wireEvent
 	)
 	for ev := range sc.Events() {
 		if !json.Valid(ev.Data) {

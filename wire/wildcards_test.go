@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"slices"
@@ -21,7 +21,7 @@ func TestOutputWildcards(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hang, resolved := mustTemplate(tt.hang), mustTemplate(tt.resolved)
+			hang, resolved := MustParseSubjectTemplate(tt.hang), MustParseSubjectTemplate(tt.resolved)
 			if got := OutputWildcards(hang, resolved); !slices.Equal(got, tt.want) {
 				t.Errorf("OutputWildcards(%q, %q) = %q, want %q", tt.hang, tt.resolved, got, tt.want)
 			}

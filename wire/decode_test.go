@@ -1,26 +1,16 @@
-package transport
+package wire
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/fixtures"
 )
 
-// fixturesDir is shared/fixtures of the project, beside the repository.
-var fixturesDir = filepath.Join("..", "..", "shared", "fixtures")
-
-func readFixture(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(fixturesDir, name))
-	if err != nil {
-		t.Fatalf("read fixture: %v", err)
-	}
-	return data
-}
+// readFixture returns an event of the webhook fixture call.
+func readFixture(_ testing.TB, name string) []byte { return fixtures.Webhook(name) }
 
 const fixtureCallID = "WC-5f0c2a8e-1b7d-4c61-9a3e-2d8b7c6e4f10"
 

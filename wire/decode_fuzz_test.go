@@ -1,27 +1,21 @@
-package transport
+package wire
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/fixtures"
 )
 
 // FuzzDecode checks Decode against the reference decoder of reference_test.go: both
 // must accept and refuse the same inputs, for the same reason, and agree on every
 // field and span of what they accept.
 func FuzzDecode(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join(fixturesDir, "*.json"))
-	if len(files) == 0 {
-		f.Fatal("no fixtures in " + fixturesDir)
+	for _, name := range fixtures.WebhookNames() {
+		f.Add(fixtures.Webhook(name))
 	}
-	for _, name := range files {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
+	for _, name := range fixtures.VapiNames() {
+		f.Add(fixtures.Vapi(name))
 	}
 	for _, tt := range decodeTests {
 		f.Add([]byte(tt.give))

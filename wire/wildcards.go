@@ -1,4 +1,4 @@
-package transport
+package wire
 
 // OutputWildcards returns the subjects that together match every hang and hang-resolved
 // the two templates render, each subject once: when one template's wildcard covers the

@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"errors"
@@ -80,3 +80,7 @@ func BadInputReason(err error) (Reason, bool) {
 	}
 	return ReasonNone, false
 }
+
+// NumReasons is one more than the largest Reason, so that counters indexed by reason
+// can be arrays.
+const NumReasons = len(reasonNames)

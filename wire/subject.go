@@ -1,4 +1,4 @@
-package transport
+package wire
 
 import (
 	"errors"
@@ -278,4 +278,14 @@ func subjectCovers(pattern, sub string) bool {
 		}
 	}
 	return len(pt) == len(st)
+}
+
+// MustParseSubjectTemplate is ParseSubjectTemplate for templates known to be valid, such
+// as the defaults; it panics on an error.
+func MustParseSubjectTemplate(s string) SubjectTemplate {
+	t, err := ParseSubjectTemplate(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
