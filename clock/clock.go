@@ -13,5 +13,5 @@ import "github.com/jonboulle/clockwork"
 // conversion.
 type Clock = clockwork.Clock
 
-// Real returns the clock of the machine.
-func Real() Clock { return clockwork.NewRealClock() }
+// Real returns the clock of the machine. Its timers fire on time (see realClock).
+func Real() Clock { return realClock{clockwork.NewRealClock()} }

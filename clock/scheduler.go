@@ -34,18 +34,21 @@ type Scheduler struct {
 	Wheel
 
 	clock Clock
+	mono  Mono
 	timer clockwork.Timer // created by the first Rearm that has a deadline to wait for
 	at    int64           // the wheel time the timer was last set for
 	armed bool            // the timer runs for at and its wake has not been handled
 }
 
-// NewScheduler returns a Scheduler with no deadline, whose wheel starts at c's now.
-func NewScheduler(c Clock) *Scheduler { return NewSchedulerSize(c, 0) }
+// NewScheduler returns a Scheduler with no deadline, on a time line of c of its own,
+// whose wheel starts at c's now.
+func NewScheduler(c Clock) *Scheduler { return NewSchedulerOn(NewMono(c), 0) }
 
-// NewSchedulerSize is NewScheduler with room for ids below n (see NewWheelSize).
-func NewSchedulerSize(c Clock, n int) *Scheduler {
-	s := &Scheduler{clock: c}
-	s.init(c.Now().UnixNano(), n)
+// NewSchedulerOn returns a Scheduler on the time line m, with room for ids below n (see
+// NewWheelSize). The deadlines it keeps are times of m.
+func NewSchedulerOn(m Mono, n int) *Scheduler {
+	s := &Scheduler{clock: m.Clock(), mono: m}
+	s.init(m.Now(), n)
 	return s
 }
 
@@ -69,7 +72,7 @@ func (s *Scheduler) C() <-chan time.Time {
 // Rearm would see an unchanged Next and leave the timer spent.
 func (s *Scheduler) Wake(fire func(id uint32, at int64)) {
 	s.armed = false
-	s.Advance(s.clock.Now().UnixNano(), fire)
+	s.Advance(s.mono.Now(), fire)
 }
 
 // Rearm sets the timer to Next after a batch of Set, Cancel and Advance calls, or stops
@@ -89,7 +92,7 @@ func (s *Scheduler) Rearm() {
 	if s.armed && next == s.at && next > s.Now() {
 		return
 	}
-	d := time.Duration(subSat(next, s.clock.Now().UnixNano()))
+	d := time.Duration(subSat(next, s.mono.Now()))
 	if s.timer == nil {
 		s.timer = s.clock.NewTimer(d)
 	} else {
@@ -102,6 +105,14 @@ func (s *Scheduler) Rearm() {
 		s.timer.Reset(d)
 	}
 	s.at, s.armed = next, true
+}
+
+// Due reports whether the next thing to do is due by now: then a timer would fire at
+// once, and the owner that cannot advance the wheel that far (it waits for evidence that
+// its input has caught up) stops the timer instead of rearming it.
+func (s *Scheduler) Due(now int64) bool {
+	next, ok := s.Next()
+	return ok && next <= now
 }
 
 // Stop stops the timer. A later Rearm starts it again.

@@ -151,7 +151,7 @@ func BenchmarkWheelAdvance(b *testing.B) {
 func BenchmarkSchedulerRearmNoop(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("live=%d", n), func(b *testing.B) {
-			s := NewSchedulerSize(Real(), n)
+			s := NewSchedulerOn(NewMono(Real()), n)
 			now := s.Now()
 			offsets := newBenchTable(1, 1<<20, 10*sec)
 			for id := range n {
