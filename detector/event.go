@@ -9,12 +9,16 @@ const (
 	TypeConversationUpdate
 	TypeStatusUpdate
 	TypeEndOfCallReport
-	// TypeOutput is hangwatch's own output (hang, hang-resolved). It is ignored, so that
-	// a subscription wide enough to see it cannot feed the engine its own events.
+	// TypeSpeechUpdate is Vapi's speech-update: with Event.Speech set, the assistant
+	// started speaking, which ends the silence of an unanswered stretch.
+	TypeSpeechUpdate
+	// TypeOutput is a hang, hang-resolved or hang-unresolved: hangwatch's own output, or
+	// a platform's hang event. It drives nothing but the end of a call, so that a
+	// subscription wide enough to see hangwatch's output cannot feed the engine itself.
 	TypeOutput
 )
 
-var typeNames = [...]string{"other", "conversation-update", "status-update", "end-of-call-report", "output"}
+var typeNames = [...]string{"other", "conversation-update", "status-update", "end-of-call-report", "speech-update", "output"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
@@ -23,20 +27,32 @@ func (t Type) String() string {
 	return "unknown"
 }
 
-// Status is the call status, read from call.status.
+// Types returns every Type, so that counters indexed by type can start at zero.
+func Types() []Type {
+	ts := make([]Type, len(typeNames))
+	for i := range ts {
+		ts[i] = Type(i)
+	}
+	return ts
+}
+
+// Status is the call status, read from call.status (or, on a Vapi status-update, from
+// message.status).
 type Status uint8
 
-// The call statuses of the wire format. StatusUnknown stands for an absent or
-// unrecognised value and changes nothing.
+// The call statuses of both dialects. StatusUnknown stands for an absent or unrecognised
+// value and changes nothing.
 const (
 	StatusUnknown Status = iota
 	StatusQueued
-	StatusOngoing
+	StatusOngoing // "ongoing", Vapi's "in-progress"
 	StatusFinished
 	StatusForwarded
+	StatusEnded      // Vapi
+	StatusForwarding // Vapi
 )
 
-var statusNames = [...]string{"unknown", "queued", "ongoing", "finished", "forwarded"}
+var statusNames = [...]string{"unknown", "queued", "ongoing", "finished", "forwarded", "ended", "forwarding"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -45,71 +61,119 @@ func (s Status) String() string {
 	return "unknown"
 }
 
-// Ends reports whether the status ends the call.
-func (s Status) Ends() bool { return s == StatusFinished || s == StatusForwarded }
+// Ends reports whether the status ends the call: the assistant no longer speaks on it.
+func (s Status) Ends() bool { return s >= StatusFinished }
 
-// Turn is a user turn or a reply: a message of the history that detection reads.
-type Turn struct {
-	// ID is the messageId. It may alias the received payload: the detector copies the
-	// IDs it keeps.
-	ID string
+// Role is what a message of the history is to detection. Only messages with one of
+// these roles reach Event.Messages; every other message (a system note, an assistant
+// message with empty text and no tool call, a user message with empty text) changes
+// nothing.
+type Role uint8
+
+// The roles of SPEC §2.
+const (
+	// RoleUser is a user turn: a user message with text (after trimming white space).
+	RoleUser Role = iota + 1
+	// RoleReply is an assistant (or bot) message with text. It answers the user turns
+	// before it.
+	RoleReply
+	// RoleToolCall is a tool call: role tool_calls, or an assistant message without text
+	// that carries toolCalls. Its Tools are the ids of the calls it makes.
+	RoleToolCall
+	// RoleToolResult is a tool's result: role tool_call_result or tool. Its Tools hold
+	// the id of the call it answers, if it names one.
+	RoleToolResult
+)
+
+var roleNames = [...]string{"other", "user", "reply", "tool-call", "tool-result"}
+
+func (r Role) String() string {
+	if int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return "unknown"
+}
+
+// Message is a message of the history that detection reads.
+type Message struct {
+	Role Role
 	// Index is the position of the message in the messages array.
 	Index int32
-	// HasTime reports whether the message carried a timestamp. A message without one is
-	// anchored at the time its event was received.
-	HasTime bool
-	// Time is the message timestamp in Unix milliseconds (a wire value in seconds is
-	// already converted).
+	// ID is the messageId, or "" without one. It may alias the received payload: the
+	// detector copies the ids it keeps.
+	ID string
+	// Key is the identity of the message (SPEC §2): a hash of its messageId, or without
+	// one of its role, its own timestamp and its text, so that a message keeps its
+	// identity when earlier messages are dropped from a history. Never 0.
+	Key uint64
+	// Time is the message's own timestamp in Unix milliseconds, 0 when it has none. For
+	// a user turn it is when the turn ended (Vapi: endTime, else time); for a reply when
+	// it started (Vapi: time).
 	Time int64
+	// ToolLo and ToolHi are the range of Event.Tools that hold the ids this message
+	// calls (a tool call) or answers (a tool result).
+	ToolLo, ToolHi int32
 }
 
-// Stretch is a run of user turns and the reply that ended it.
-type Stretch struct {
-	// First and Last are the first and the latest user turn of the run.
-	First, Last Turn
-	// Reply is the reply that ended the run; it is meaningful only when Answered.
-	Reply    Turn
-	Answered bool
-}
-
-// Payload is an event as the output will carry it: its bytes, with the spans of the
-// fields that are passed through untouched. The detector never looks inside; it keeps the
-// payload of the latest snapshot while a stretch is unanswered and hands it back with the
-// output. Len is the number of bytes it retains.
+// Payload is an event as the output will carry it. The detector never looks inside; it
+// keeps the payload of the latest snapshot while a stretch is unanswered or hung and
+// hands it back with the output. Len is the number of bytes it retains.
 type Payload interface {
 	Len() int
 }
 
-// Event is a decoded event: the few fields that drive detection, and the payload.
+// Event is a decoded event: the fields that drive detection, and the payload.
 type Event struct {
 	Type   Type
 	Status Status
-	// CallID is call.id, never empty. It may alias the received payload.
-	CallID string
-	// Messages is the length of the messages array. It orders snapshots: a
-	// conversation-update with fewer messages than one already applied is stale.
-	Messages int32
-	// Stretches are the stretches of the history, in order. Every stretch but the last
-	// is answered. Empty when the history has no user turn.
-	Stretches []Stretch
-	// Received is when the event reached the engine, in Unix nanoseconds: the arrival
-	// time, or the stored time of a message read back from a JetStream stream.
-	Received int64
-	// Payload is kept while the call has an unanswered stretch.
+	// CallID is call.id, never empty. TeamID is call.teamId (or call.orgId), AssistantID
+	// call.assistantId: the engine reads them for limits and thresholds. They may alias
+	// the received payload.
+	CallID, TeamID, AssistantID string
+	// EndedReason is message.endedReason, else call.endedReason; it may alias the payload.
+	EndedReason string
+	// Time is message.timestamp in Unix milliseconds, 0 when absent.
+	Time int64
+	// Speech says that a speech-update reports the assistant started speaking.
+	Speech bool
+	// HasHistory says the event carried a messages array; Count is its length, Messages
+	// the elements of it that detection reads, in order, and Tools the tool call ids
+	// they refer to (hashed like keys).
+	HasHistory bool
+	Count      int32
+	Messages   []Message
+	Tools      []uint64
+
+	// Received is when the event reached the engine, in the engine's monotonic
+	// nanoseconds; Wall is the wall clock at that moment, in Unix nanoseconds, which
+	// message timestamps are read against. For an event read back from a JetStream
+	// stream both are its stored time (never after the engine's clock).
+	Received, Wall int64
+	// Stored says that Received is the stored time of a stream that delivers in stored
+	// order: everything stored before it has been applied, so that a deadline before it
+	// may fire first, and a history's own timestamps may tell that a stretch never seen
+	// unanswered was answered after its deadline.
+	Stored bool
+	// Held says that the engine holds every deadline (it rebuilds calls from stored
+	// state): the event fires none, though it may still show that a stretch was
+	// answered late.
+	Held bool
+
+	// Payload is kept while the call has an unanswered or hung stretch.
 	Payload Payload
-	// Done, when set, is called once the engine is finished with the event (applied or
-	// refused). The event is not used after; its strings, which alias the payload, may
-	// be, while the payload is kept.
-	Done func()
 }
 
-// IsSnapshot reports whether the event carries the whole history of the call.
+// IsSnapshot reports whether the event carries the history of the call that detection
+// follows: a conversation-update.
 func (e *Event) IsSnapshot() bool { return e.Type == TypeConversationUpdate }
 
 // Ends reports whether the event ends the call.
 func (e *Event) Ends() bool { return e.Type == TypeEndOfCallReport || e.Status.Ends() }
 
-// Reset clears the event for reuse and keeps the capacity of Stretches.
+// Reset clears the event for reuse and keeps the capacity of Messages and Tools.
 func (e *Event) Reset() {
-	*e = Event{Stretches: e.Stretches[:0]}
+	*e = Event{Messages: e.Messages[:0], Tools: e.Tools[:0]}
 }
+
+// ToolIDs returns the tool call ids of m.
+func (e *Event) ToolIDs(m *Message) []uint64 { return e.Tools[m.ToolLo:m.ToolHi] }

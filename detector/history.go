@@ -1,82 +1,122 @@
 package detector
 
-import "strings"
+// A history is read in positions of Event.Messages (not of the messages array, which
+// holds messages that detection skips). These functions are the reading of SPEC §2 over
+// one snapshot; Call decides what they mean for the call.
 
-// Role is the speaker of a message, as far as detection cares.
-type Role uint8
-
-// RoleOther stands for every role that is neither a user turn nor a reply: a tool call,
-// a system note, an unknown or absent role.
-const (
-	RoleOther Role = iota
-	RoleUser
-	RoleAssistant
-)
-
-// ParseRole maps a wire role to a Role, ignoring case; "bot" is the assistant.
-func ParseRole(s string) Role {
-	switch {
-	case strings.EqualFold(s, "user"):
-		return RoleUser
-	case strings.EqualFold(s, "assistant"), strings.EqualFold(s, "bot"):
-		return RoleAssistant
-	}
-	return RoleOther
-}
-
-// AddMessage adds the next message of a history to its stretches and returns them.
-// Messages must be added in order; spoken reports whether the text is non-empty after
-// trimming white space.
-//
-// A user turn (a user message with text) opens a stretch or extends the open one. A
-// reply (an assistant message with text while a stretch is open) closes it. Any other
-// message changes nothing: an assistant message with empty text leaves the caller in
-// silence, and an assistant message with no user turn before it (a greeting, a second
-// reply) answers nobody.
-func AddMessage(st []Stretch, role Role, spoken bool, t Turn) []Stretch {
-	if !spoken {
-		return st
-	}
-	open := len(st) > 0 && !st[len(st)-1].Answered
-	switch {
-	case role == RoleUser && open:
-		st[len(st)-1].Last = t
-	case role == RoleUser:
-		st = append(st, Stretch{First: t, Last: t})
-	case role == RoleAssistant && open:
-		st[len(st)-1].Reply, st[len(st)-1].Answered = t, true
-	}
-	return st
-}
-
-// Unanswered returns the open stretch of a history: the user turns after the last reply.
-func Unanswered(st []Stretch) (Stretch, bool) {
-	if n := len(st); n > 0 && !st[n-1].Answered {
-		return st[n-1], true
-	}
-	return Stretch{}, false
-}
-
-// AnsweredAfter returns the first stretch whose reply stands after message index i: the
-// reply that ended a stretch which began at i.
-func AnsweredAfter(st []Stretch, i int32) (Stretch, bool) {
-	n := len(st)
-	if n > 0 && !st[n-1].Answered {
-		n--
-	}
-	// Replies stand in history order, so the stretches ending after i are a suffix;
-	// a snapshot that skipped many updates still costs O(log n).
-	lo, hi := 0, n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if st[m].Reply.Index > i {
-			hi = m
-		} else {
-			lo = m + 1
+// findUser returns the position of the last user turn with key k in msgs, or -1.
+func findUser(msgs []Message, k uint64) int {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == RoleUser && msgs[i].Key == k {
+			return i
 		}
 	}
-	if lo < n {
-		return st[lo], true
+	return -1
+}
+
+// lastRole returns the position of the last message of role r in msgs[lo:hi], or -1.
+func lastRole(msgs []Message, r Role, lo, hi int) int {
+	for i := hi - 1; i >= max(lo, 0); i-- {
+		if msgs[i].Role == r {
+			return i
+		}
 	}
-	return Stretch{}, false
+	return -1
+}
+
+// firstRole returns the position of the first message of role r in msgs[lo:], or -1.
+func firstRole(msgs []Message, r Role, lo int) int {
+	for i := max(lo, 0); i < len(msgs); i++ {
+		if msgs[i].Role == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// stageOf returns the stage of a stretch from its messages after the first user turn
+// (SPEC §2): awaiting-tool while a tool call has no result, after-tool once every call
+// has its result, awaiting-assistant when no tool was called. A result answers the call
+// it names; one that names none answers a call that named none, else the oldest call
+// still running. A result for a call not in msgs (cut from a windowed history) counts
+// for nothing.
+func stageOf(ev *Event, msgs []Message) Stage {
+	var buf [8]uint64
+	pending := buf[:0] // ids of the calls still running
+	anonymous := 0     // calls without an id still running
+	called := false
+	for i := range msgs {
+		m := &msgs[i]
+		switch m.Role {
+		case RoleToolCall:
+			called = true
+			ids := ev.ToolIDs(m)
+			if len(ids) == 0 {
+				anonymous++
+			}
+			pending = append(pending, ids...)
+		case RoleToolResult:
+			ids := ev.ToolIDs(m)
+			switch {
+			case len(ids) > 0:
+				for j, id := range pending {
+					if id == ids[0] {
+						pending = append(pending[:j], pending[j+1:]...)
+						break
+					}
+				}
+			case anonymous > 0:
+				anonymous--
+			case len(pending) > 0:
+				pending = pending[1:]
+			}
+		}
+	}
+	switch {
+	case len(pending) > 0 || anonymous > 0:
+		return StageAwaitingTool
+	case called:
+		return StageAfterTool
+	}
+	return StageAwaitingAssistant
+}
+
+// revealedHang reads, from their own timestamps, whether a stretch that was answered
+// before it was ever seen unanswered hung: msgs[first] is its first user turn, msgs[reply]
+// the reply, and th the thresholds. It replays the stretch as it would have run live: each
+// user turn re-arms the turn timeout, each tool call or result moves it with the stage,
+// and the first deadline that passes before the next of them is the hang. It returns that
+// deadline (Unix ms), its reason, the stage then and the position of the user turn in force
+// then; ok is false when the reply came in time, or when a user turn has no timestamp.
+// A tool message without one is read as coming after the deadline.
+func revealedHang(ev *Event, msgs []Message, first, reply int, th *Thresholds) (at int64, reason Reason, stage Stage, turn int, ok bool) {
+	f, r := msgs[first].Time, msgs[reply].Time
+	if f == 0 || r == 0 || th.Disabled {
+		return 0, 0, 0, 0, false
+	}
+	ms := func(t int64) int64 { return t * 1e6 }
+	turn = first
+	at, reason = Deadline(ms(f), ms(f), th, stage)
+	for i := first + 1; i < reply; i++ {
+		m := &msgs[i]
+		if m.Role != RoleUser && m.Role != RoleToolCall && m.Role != RoleToolResult {
+			continue
+		}
+		if m.Role == RoleUser && m.Time == 0 {
+			return 0, 0, 0, 0, false // a turn that cannot be placed: the deadline is unknown
+		}
+		if m.Time == 0 || ms(m.Time) >= at {
+			break // the deadline passed before this message
+		}
+		if m.Role == RoleUser {
+			turn = i
+		} else {
+			stage = stageOf(ev, msgs[first+1:i+1])
+		}
+		at, reason = Deadline(ms(f), ms(msgs[turn].Time), th, stage)
+	}
+	if ms(r) <= at {
+		return 0, 0, 0, 0, false
+	}
+	return at / 1e6, reason, stage, turn, true
 }
