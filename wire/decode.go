@@ -1,10 +1,8 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -36,7 +34,7 @@ func (l Limits) norm() Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = defaultMaxBytes
 	}
-	// Spans are 32-bit and Event.Messages is an int32 (an element takes two bytes).
+	// Spans are 32-bit, and so are message indexes.
 	l.MaxBytes = min(l.MaxBytes, math.MaxInt32)
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = defaultMaxDepth
@@ -45,21 +43,26 @@ func (l Limits) norm() Limits {
 	return l
 }
 
-// Decode parses one wire event (SPEC §1) into ev. It resets ev first, keeping the
-// capacity of ev.Stretches, and sets every field but Received and Done. ev.Payload is a
-// *Payload over data, which must not be modified afterwards: strings in ev and in the
-// payload may alias it.
+// Decode parses one event of either dialect (SPEC §1) into ev. It resets ev first,
+// keeping the capacity of ev.Messages and ev.Tools, and sets every field but Received,
+// Wall and Stored. ev.Payload is a *Payload over data, which must not be modified
+// afterwards: strings in ev and in the payload may alias it.
 //
 // The whole payload is validated as JSON in a single pass, and only the fields that
 // detection reads are decoded. An error is a *BadInputError; ev is then left reset.
 // Syntax errors and nesting take precedence over the type errors of the fields, which
-// are reported in a fixed order: message, message.type, message.call, call.id,
-// call.status, call.teamId, call.assistantId, then the history.
+// are reported in a fixed order: message, message.type, message.timestamp,
+// message.status and message.role (on the types that read them), message.endedReason,
+// message.call, call.id, call.status, call.teamId, call.orgId, call.assistantId,
+// call.endedReason, then the history (message.artifact on the way to its messages).
+// Of a history, the first element with a wrong type is reported, and of it the first
+// field in the order messageId, role, text, message, timestamp, time, endTime,
+// toolCalls, tool_calls, toolCallId, tool_call_id.
 func Decode(ev *detector.Event, data []byte, lim Limits) error {
 	ev.Reset()
 	lim = lim.norm()
 	if len(data) > lim.MaxBytes {
-		return &BadInputError{Reason: ReasonTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(data), lim.MaxBytes)}
+		return &BadInputError{Rejection: RejectTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(data), lim.MaxBytes)}
 	}
 	d := decoder{data: data, maxDepth: lim.MaxDepth, ev: ev}
 	if err := d.decode(); err != nil {
@@ -69,81 +72,62 @@ func Decode(ev *detector.Event, data []byte, lim Limits) error {
 	return nil
 }
 
-// state is what a field that detection reads turned out to be. Since the last of
-// duplicate keys wins, each field keeps its own state, judged once the event is read.
-type state uint8
-
+// The places a history can come from, in the order they are preferred (SPEC §1).
 const (
-	stAbsent state = iota // missing, or null
-	stOK
-	stBad // a JSON type that the field cannot have
+	fromMessage  = iota // message.messages
+	fromArtifact        // message.artifact.messages
+	fromCall            // message.call.messages
+	numSources
 )
 
-// field is the state of one field and, when bad, the first byte of its value (which
-// names its JSON type in the error).
-type field struct {
-	st   state
-	kind byte
-}
+var sourcePaths = [numSources]string{"message.messages", "message.artifact.messages", "message.call.messages"}
 
-// Fields of a history element, as bits of element.bad, in the order errors name them.
-const (
-	elID = 1 << iota
-	elRole
-	elText
-	elTimestamp
-	elSelf // the element is not an object
-)
-
-var elNames = [...]string{"messageId", "role", "text", "timestamp"}
-
-// kindRange stands for the kind of a timestamp out of the float64 range.
-const kindRange = 'R'
-
-// history is the decoded state of one messages array (message.messages or
-// call.messages). Its stretches are ev.Stretches[lo:hi].
-type history struct {
-	field
-	span   span
-	count  int32
-	lo, hi int
-	// The first element with a wrong type, if any: its bad fields and their kinds.
-	bad      uint8
-	badKinds [5]byte
-	badIndex int32
-}
-
-// element is what detection reads of one history element.
-type element struct {
-	id       []byte
-	idEsc    bool
-	role     detector.Role
-	nonEmpty bool
-	hasTime  bool
-	time     int64
-	// bad has a bit per field with a wrong type; kinds[k] names the type of field 1<<k.
-	bad   uint8
-	kinds [5]byte
+// strRef is a JSON string body in the payload, and whether it holds escapes.
+type strRef struct {
+	s   span
+	esc bool
+	ok  bool // the value is a string
 }
 
 // msgState is what Decode reads of message. A later duplicate key message replaces it
 // whole, so it is reset with one assignment.
 type msgState struct {
-	typ, call                            field
-	typeVal                              detector.Type
-	msgs                                 history
-	assistant, phone, customer, analysis span
+	typ, ts, msgStatus, role, ended, call, artifact field
+
+	typeVal      detector.Type
+	time         int64
+	msgStatusVal detector.Status
+	started      bool // message.status is "started"
+	assistant    bool // message.role is assistant or bot
+	endedRaw     strRef
+
+	// hist holds the three places of a history; callState and the artifact reset their
+	// own.
+	hist [numSources]history
+
+	assistantSpan   span
+	provider, model strRef
+	// flatProvider and flatModel are the webhook dialect's assistant.assistantProvider
+	// and assistant.assistantModel, read when assistant.model has neither.
+	flatProvider, flatModel strRef
+	phone, customer         span
+	analysis, phoneNumber   span
 	callState
 }
 
 // callState is what Decode reads of message.call, which a later duplicate key call
 // replaces whole.
 type callState struct {
-	id, status, team, assistantID field
-	statusVal                     detector.Status
-	callID, teamID, aID           string
-	callMsgs                      history
-	callSpan                      span
+	id, status, team, org, assistantID, callEnded field
+
+	statusVal             detector.Status
+	callID                string
+	teamRaw, orgRaw, aRaw strRef
+	callEndedRaw          strRef
+	callSpan              span
+	// cut is the member messages of call, with the comma that separates it, which an
+	// output leaves out (the history is carried once).
+	cut span
 }
 
 // decoder is the state of one call of Decode. It lives on Decode's stack.
@@ -153,28 +137,16 @@ type decoder struct {
 	ev       *detector.Event
 
 	// The first syntax or nesting error; -1 is returned up the call chain.
-	fail   Reason
+	fail   Rejection
 	failAt int
 
 	top, message field
 	msgState
 
-	// Kinds of the open containers of skipValue, one bit per depth.
-	stack [16]uint64
-	deep  []uint64
-	buf   cmpBuf
-}
-
-// syntax records a syntax error at i and returns -1, which callers pass up.
-func (d *decoder) syntax(i int) int {
-	d.fail, d.failAt = ReasonNotJSON, i
-	return -1
-}
-
-// tooDeep records a container at i nested too deep and returns -1.
-func (d *decoder) tooDeep(i int) int {
-	d.fail, d.failAt = ReasonTooDeep, i
-	return -1
+	// deep holds the kinds of the containers that skipValue opens more than 64 deep,
+	// one bit per depth.
+	deep []uint64
+	buf  cmpBuf
 }
 
 func (d *decoder) decode() error {
@@ -192,310 +164,15 @@ func (d *decoder) decode() error {
 		}
 	}
 	switch d.fail {
-	case ReasonNotJSON:
+	case RejectNotJSON:
 		if d.failAt >= len(data) {
-			return &BadInputError{Reason: ReasonNotJSON, Detail: "unexpected end of input"}
+			return &BadInputError{Rejection: RejectNotJSON, Detail: "unexpected end of input"}
 		}
-		return &BadInputError{Reason: ReasonNotJSON, Detail: fmt.Sprintf("syntax error at offset %d", d.failAt)}
-	case ReasonTooDeep:
-		return &BadInputError{Reason: ReasonTooDeep, Detail: fmt.Sprintf("nesting deeper than %d at offset %d", d.maxDepth, d.failAt)}
+		return &BadInputError{Rejection: RejectNotJSON, Detail: fmt.Sprintf("syntax error at offset %d", d.failAt)}
+	case RejectTooDeep:
+		return &BadInputError{Rejection: RejectTooDeep, Detail: fmt.Sprintf("nesting deeper than %d at offset %d", d.maxDepth, d.failAt)}
 	}
 	return d.finish()
-}
-
-// at returns data[i], or 0 past the end.
-func at(data []byte, i int) byte {
-	if i < len(data) {
-		return data[i]
-	}
-	return 0
-}
-
-// next steps over the white space and the comma or the closing byte after a value in a
-// container. It returns the index of the next value (or key) and true, or the index past
-// the container and false.
-func (d *decoder) next(i int, closing byte) (int, bool) {
-	data := d.data
-	i = skipWS(data, i)
-	if i < len(data) {
-		if data[i] == ',' {
-			return skipWS(data, i+1), true
-		}
-		if data[i] == closing {
-			return i + 1, false
-		}
-	}
-	return d.syntax(i), false
-}
-
-// member scans `"key":` at i and returns the key, for comparison only (it may live in
-// d.buf), and the index of the value.
-func (d *decoder) member(i int) (string, int) {
-	data := d.data
-	if i >= len(data) || data[i] != '"' {
-		return "", d.syntax(i)
-	}
-	end, esc := scanString(data, i+1)
-	if end < 0 {
-		return "", d.syntax(i)
-	}
-	key := cmpStr(data[i+1:end-1], esc, &d.buf)
-	j := skipWS(data, end)
-	if j >= len(data) || data[j] != ':' {
-		return "", d.syntax(j)
-	}
-	return key, skipWS(data, j+1)
-}
-
-// skipKey scans `"key":` at i and returns the index of the value. The key is scanned
-// inline, eight bytes at a time, as keys are most of the strings of an event.
-func (d *decoder) skipKey(i int) int {
-	data := d.data
-	if i >= len(data) || data[i] != '"' {
-		return d.syntax(i)
-	}
-	j := i + 1
-	for j+8 <= len(data) {
-		m := stopMask(binary.LittleEndian.Uint64(data[j:]))
-		if m == 0 {
-			j += 8
-			continue
-		}
-		j += bits.TrailingZeros64(m) >> 3
-		if data[j] != '"' {
-			break // an escape, or an error: the general scan decides
-		}
-		if j+1 < len(data) && data[j+1] == ':' {
-			return skipWS(data, j+2)
-		}
-		return d.colon(j + 1)
-	}
-	end, _ := scanString(data, i+1)
-	if end < 0 {
-		return d.syntax(i)
-	}
-	return d.colon(end)
-}
-
-// colon scans the white space and the colon after a key at i and returns the index of
-// the value.
-func (d *decoder) colon(i int) int {
-	data := d.data
-	i = skipWS(data, i)
-	if i >= len(data) || data[i] != ':' {
-		return d.syntax(i)
-	}
-	return skipWS(data, i+1)
-}
-
-// enter checks that a container opened at i, inside depth open containers, is allowed.
-func (d *decoder) enter(i, depth int) bool {
-	if depth >= d.maxDepth {
-		d.tooDeep(i)
-		return false
-	}
-	return true
-}
-
-// open begins the value at i, inside depth open containers, that must be a container
-// opened by the byte open. When it is one, and may be entered, open sets f to present
-// and returns true: the caller decodes the container from i. Otherwise it sets f to
-// absent (null) or wrong (anything else), skips the value and returns false with the
-// index past it, or -1 on an error.
-func (d *decoder) open(i, depth int, open byte, f *field) (int, bool) {
-	switch c := at(d.data, i); c {
-	case open:
-		if !d.enter(i, depth) {
-			return -1, false
-		}
-		*f = field{st: stOK}
-		return i, true
-	case 'n':
-		*f = field{}
-		if j := scanNull(d.data, i); j >= 0 {
-			return j, false
-		}
-		return d.syntax(i), false
-	default:
-		*f = field{stBad, c}
-		return d.skipValue(i, depth), false
-	}
-}
-
-// skipValue validates the value at i, inside depth open containers, and returns the
-// index past it. It keeps the kind of each open container in a bit stack instead of
-// recursing.
-func (d *decoder) skipValue(i, depth int) int {
-	data := d.data
-	n := len(data)
-	base := depth
-	obj := false
-	for {
-		if i >= n {
-			return d.syntax(i)
-		}
-		switch data[i] {
-		case '"':
-			j, _ := scanString(data, i+1)
-			if j < 0 {
-				return d.syntax(i)
-			}
-			i = j
-		case '{':
-			if depth >= d.maxDepth {
-				return d.tooDeep(i)
-			}
-			d.push(depth, obj)
-			depth++
-			obj = true
-			i = skipWS(data, i+1)
-			if i < n && data[i] == '}' {
-				i++
-				depth--
-				obj = d.kind(depth)
-				break
-			}
-			if i = d.skipKey(i); i < 0 {
-				return i
-			}
-			continue
-		case '[':
-			if depth >= d.maxDepth {
-				return d.tooDeep(i)
-			}
-			d.push(depth, obj)
-			depth++
-			obj = false
-			i = skipWS(data, i+1)
-			if i < n && data[i] == ']' {
-				i++
-				depth--
-				obj = d.kind(depth)
-				break
-			}
-			continue
-		case 't', 'f', 'n':
-			j := scanLiteral(data, i)
-			if j < 0 {
-				return d.syntax(i)
-			}
-			i = j
-		default:
-			j := scanNumber(data, i)
-			if j < 0 {
-				return d.syntax(i)
-			}
-			i = j
-		}
-		// After a value: close containers until one continues.
-		for {
-			if depth == base {
-				return i
-			}
-			if i < n && data[i] == ',' {
-				// The compact case.
-				i++
-			} else {
-				i = skipWS(data, i)
-				if i >= n {
-					return d.syntax(i)
-				}
-				c := data[i]
-				if c != ',' {
-					if (obj && c == '}') || (!obj && c == ']') {
-						i++
-						depth--
-						obj = d.kind(depth)
-						continue
-					}
-					return d.syntax(i)
-				}
-				i++
-			}
-			i = skipWS(data, i)
-			if obj {
-				if i = d.skipKey(i); i < 0 {
-					return i
-				}
-			}
-			break
-		}
-	}
-}
-
-// push records whether the container at depth (the parent of the one being opened) is
-// an object.
-func (d *decoder) push(depth int, obj bool) {
-	u := uint(depth)
-	if u >= uint(len(d.stack))*64 {
-		d.pushDeep(u, obj)
-		return
-	}
-	bit := uint64(1) << (u & 63)
-	if obj {
-		d.stack[u>>6] |= bit
-	} else {
-		d.stack[u>>6] &^= bit
-	}
-}
-
-func (d *decoder) pushDeep(u uint, obj bool) {
-	u -= uint(len(d.stack)) * 64
-	for uint(len(d.deep))*64 <= u {
-		d.deep = append(d.deep, 0)
-	}
-	bit := uint64(1) << (u & 63)
-	if obj {
-		d.deep[u>>6] |= bit
-	} else {
-		d.deep[u>>6] &^= bit
-	}
-}
-
-// kind reports whether the container at depth is an object.
-func (d *decoder) kind(depth int) bool {
-	u := uint(depth)
-	if u >= uint(len(d.stack))*64 {
-		u -= uint(len(d.stack)) * 64
-		return d.deep[u>>6]>>(u&63)&1 != 0
-	}
-	return d.stack[u>>6]>>(u&63)&1 != 0
-}
-
-// spanValue validates the value at i and records its span.
-func (d *decoder) spanValue(i, depth int, s *span) int {
-	j := d.skipValue(i, depth)
-	if j >= 0 {
-		*s = span{uint32(i), uint32(j)}
-	}
-	return j
-}
-
-// stringValue reads a string-or-null field at i. It returns the string body, whether it
-// has escapes, and the index past the value; f is set to the field's state. The body is
-// nil unless the value is a string, so that a null or bad field reads as "".
-func (d *decoder) stringValue(i, depth int, f *field) ([]byte, bool, int) {
-	data := d.data
-	if i < len(data) {
-		switch data[i] {
-		case '"':
-			end, esc := scanString(data, i+1)
-			if end < 0 {
-				return nil, false, d.syntax(i)
-			}
-			*f = field{st: stOK}
-			return data[i+1 : end-1], esc, end
-		case 'n':
-			*f = field{}
-			j := scanNull(data, i)
-			if j < 0 {
-				return nil, false, d.syntax(i)
-			}
-			return nil, false, j
-		}
-	}
-	*f = field{stBad, at(data, i)}
-	return nil, false, d.skipValue(i, depth)
 }
 
 // decodeTop decodes the top-level object at i.
@@ -504,11 +181,8 @@ func (d *decoder) decodeTop(i int) int {
 		return -1
 	}
 	d.top = field{st: stOK}
-	i = skipWS(d.data, i+1)
-	if i < len(d.data) && d.data[i] == '}' {
-		return i + 1
-	}
-	for more := true; more; {
+	i, more := d.first(i, '}')
+	for more {
 		key, vi := d.member(i)
 		if vi < 0 {
 			return vi
@@ -532,39 +206,50 @@ func (d *decoder) decodeTop(i int) int {
 // replaces everything an earlier one set.
 func (d *decoder) decodeMessage(i int) int {
 	const depth = 1
-	data := d.data
 	d.msgState = msgState{}
-	d.ev.Stretches = d.ev.Stretches[:0]
 	if j, ok := d.open(i, depth, '{', &d.message); !ok {
 		return j
 	}
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return i + 1
-	}
-	for more := true; more; {
+	i, more := d.first(i, '}')
+	for more {
 		key, vi := d.member(i)
 		if vi < 0 {
 			return vi
 		}
+		var raw []byte
+		var esc bool
 		switch key {
 		case "type":
-			var raw []byte
-			var esc bool
 			raw, esc, i = d.stringValue(vi, depth+1, &d.typ)
 			d.typeVal = eventType(cmpStr(raw, esc, &d.buf))
+		case "timestamp":
+			d.time, i = d.timeValue(vi, depth+1, &d.ts)
+		case "status":
+			raw, esc, i = d.stringValue(vi, depth+1, &d.msgStatus)
+			s := cmpStr(raw, esc, &d.buf)
+			d.msgStatusVal, d.started = callStatus(s), foldEq(s, "started")
+		case "role":
+			raw, esc, i = d.stringValue(vi, depth+1, &d.role)
+			r := roleOf(cmpStr(raw, esc, &d.buf))
+			d.assistant = r == roleAssistant
+		case "endedReason":
+			i = d.strRef(vi, depth+1, &d.ended, &d.endedRaw)
 		case "call":
 			i = d.decodeCall(vi)
 		case "messages":
-			i = d.decodeHistory(vi, depth+1, &d.msgs, &d.callMsgs)
+			i = d.history(vi, depth+1, fromMessage)
+		case "artifact":
+			i = d.decodeArtifact(vi)
 		case "assistant":
-			i = d.spanValue(vi, depth+1, &d.assistant)
+			i = d.decodeAssistant(vi)
 		case "phone":
 			i = d.spanValue(vi, depth+1, &d.phone)
 		case "customer":
 			i = d.spanValue(vi, depth+1, &d.customer)
 		case "analysis":
 			i = d.spanValue(vi, depth+1, &d.analysis)
+		case "phoneNumber":
+			i = d.spanValue(vi, depth+1, &d.phoneNumber)
 		default:
 			i = d.skipValue(vi, depth+1)
 		}
@@ -576,6 +261,25 @@ func (d *decoder) decodeMessage(i int) int {
 		}
 	}
 	return i
+}
+
+// strRef reads a string-or-null field at i into r, and its state into f.
+func (d *decoder) strRef(i, depth int, f *field, r *strRef) int {
+	raw, esc, j := d.stringValue(i, depth, f)
+	*r = strRef{}
+	if f.st == stOK {
+		start := uint32(i + 1)
+		*r = strRef{s: span{start, start + uint32(len(raw))}, esc: esc, ok: true}
+	}
+	return j
+}
+
+// str returns the Go string of a string field of the payload, "" when absent.
+func (d *decoder) str(r strRef) string {
+	if !r.ok {
+		return ""
+	}
+	return str(d.data[r.s.start:r.s.end], r.esc)
 }
 
 func eventType(s string) detector.Type {
@@ -586,47 +290,68 @@ func eventType(s string) detector.Type {
 		return detector.TypeStatusUpdate
 	case "end-of-call-report":
 		return detector.TypeEndOfCallReport
-	case "hang", "hang-resolved":
+	case "speech-update":
+		return detector.TypeSpeechUpdate
+	case "hang", "hang-resolved", "hang-unresolved":
 		return detector.TypeOutput
 	}
 	return detector.TypeOther
 }
 
-// callStatus reads call.status, case-insensitively like detector.ParseRole reads a role.
+// statuses are the call statuses of both dialects, by name.
+var statuses = [...]struct {
+	name string
+	st   detector.Status
+}{
+	{"ongoing", detector.StatusOngoing},
+	{"in-progress", detector.StatusOngoing},
+	{"finished", detector.StatusFinished},
+	{"ended", detector.StatusEnded},
+	{"queued", detector.StatusQueued},
+	{"forwarded", detector.StatusForwarded},
+	{"forwarding", detector.StatusForwarding},
+}
+
+// callStatus reads a status (call.status, or message.status of a status-update),
+// case-insensitively.
 func callStatus(s string) detector.Status {
-	switch {
-	case strings.EqualFold(s, "ongoing"):
-		return detector.StatusOngoing
-	case strings.EqualFold(s, "finished"):
-		return detector.StatusFinished
-	case strings.EqualFold(s, "queued"):
-		return detector.StatusQueued
-	case strings.EqualFold(s, "forwarded"):
-		return detector.StatusForwarded
+	for _, st := range statuses {
+		if s == st.name {
+			return st.st
+		}
+	}
+	for _, st := range statuses {
+		if strings.EqualFold(s, st.name) {
+			return st.st
+		}
 	}
 	return detector.StatusUnknown
 }
 
+// foldEq reports whether s is name, case-insensitively; the exact spelling is tried
+// first, as it is the rule.
+func foldEq(s, name string) bool { return s == name || strings.EqualFold(s, name) }
+
 // decodeCall decodes the value of message.call at i.
 func (d *decoder) decodeCall(i int) int {
 	const depth = 2
-	data := d.data
 	d.callState = callState{}
+	d.hist[fromCall] = history{}
 	if j, ok := d.open(i, depth, '{', &d.call); !ok {
 		return j
 	}
 	start := i
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		i++
-		d.callSpan = span{uint32(start), uint32(i)}
-		return i
-	}
-	for more := true; more; {
+	// prev is the end of the previous member's value, -1 before the first; cutFirst
+	// says that the messages member came first, so that its cut ends where the next
+	// member starts.
+	prev, cutFirst := -1, false
+	i, more := d.first(i, '}')
+	for more {
 		key, vi := d.member(i)
 		if vi < 0 {
 			return vi
 		}
+		keyStart := i
 		var raw []byte
 		var esc bool
 		switch key {
@@ -637,13 +362,98 @@ func (d *decoder) decodeCall(i int) int {
 			raw, esc, i = d.stringValue(vi, depth+1, &d.status)
 			d.statusVal = callStatus(cmpStr(raw, esc, &d.buf))
 		case "teamId":
-			raw, esc, i = d.stringValue(vi, depth+1, &d.team)
-			d.teamID = str(raw, esc)
+			i = d.strRef(vi, depth+1, &d.team, &d.teamRaw)
+		case "orgId":
+			i = d.strRef(vi, depth+1, &d.org, &d.orgRaw)
 		case "assistantId":
-			raw, esc, i = d.stringValue(vi, depth+1, &d.assistantID)
-			d.aID = str(raw, esc)
+			i = d.strRef(vi, depth+1, &d.assistantID, &d.aRaw)
+		case "endedReason":
+			i = d.strRef(vi, depth+1, &d.callEnded, &d.callEndedRaw)
 		case "messages":
-			i = d.decodeHistory(vi, depth+1, &d.callMsgs, &d.msgs)
+			i = d.history(vi, depth+1, fromCall)
+			if i < 0 {
+				return i
+			}
+			if prev >= 0 {
+				d.cut, cutFirst = span{uint32(prev), uint32(i)}, false
+			} else {
+				d.cut, cutFirst = span{uint32(keyStart), uint32(i)}, true
+			}
+		default:
+			i = d.skipValue(vi, depth+1)
+		}
+		if i < 0 {
+			return i
+		}
+		prev = i
+		if i, more = d.next(i, '}'); i < 0 {
+			return i
+		}
+		if more && cutFirst {
+			d.cut.end, cutFirst = uint32(i), false
+		}
+	}
+	d.callSpan = span{uint32(start), uint32(i)}
+	return i
+}
+
+// decodeArtifact decodes the value of message.artifact at i, for its messages.
+func (d *decoder) decodeArtifact(i int) int {
+	const depth = 2
+	d.hist[fromArtifact] = history{}
+	if j, ok := d.open(i, depth, '{', &d.artifact); !ok {
+		return j
+	}
+	i, more := d.first(i, '}')
+	for more {
+		key, vi := d.member(i)
+		if vi < 0 {
+			return vi
+		}
+		if key == "messages" {
+			i = d.history(vi, depth+1, fromArtifact)
+		} else {
+			i = d.skipValue(vi, depth+1)
+		}
+		if i < 0 {
+			return i
+		}
+		if i, more = d.next(i, '}'); i < 0 {
+			return i
+		}
+	}
+	return i
+}
+
+// decodeAssistant decodes the value of message.assistant at i: it is passed through,
+// and its model's provider and name are read when they are strings (assistant.model,
+// else the webhook dialect's assistantProvider and assistantModel). Nothing in it makes
+// the event bad input.
+func (d *decoder) decodeAssistant(i int) int {
+	const depth = 2
+	d.assistantSpan, d.provider, d.model = span{}, strRef{}, strRef{}
+	d.flatProvider, d.flatModel = strRef{}, strRef{}
+	if at(d.data, i) != '{' {
+		return d.spanValue(i, depth, &d.assistantSpan)
+	}
+	if !d.enter(i, depth) {
+		return -1
+	}
+	start := i
+	i, more := d.first(i, '}')
+	for more {
+		key, vi := d.member(i)
+		if vi < 0 {
+			return vi
+		}
+		var f field
+		switch key {
+		case "model":
+			i = d.decodeModel(vi, depth+1)
+		case "assistantProvider":
+			i = d.strRef(vi, depth+1, &f, &d.flatProvider)
+		case "assistantModel":
+			i = d.strRef(vi, depth+1, &f, &d.flatModel)
 		default:
 			i = d.skipValue(vi, depth+1)
 		}
@@ -654,111 +464,36 @@ func (d *decoder) decodeCall(i int) int {
 			return i
 		}
 	}
-	d.callSpan = span{uint32(start), uint32(i)}
+	if !d.provider.ok && !d.model.ok {
+		d.provider, d.model = d.flatProvider, d.flatModel
+	}
+	d.assistantSpan = span{uint32(start), uint32(i)}
 	return i
 }
 
-// decodeHistory decodes a messages array at i into h; other is the other history,
-// whose stretches, if any, must be kept.
-func (d *decoder) decodeHistory(i, depth int, h, other *history) int {
-	data := d.data
-	ev := d.ev
-	*h = history{}
-	if j, ok := d.open(i, depth, '[', &h.field); !ok {
-		return j
+// decodeModel decodes the value of assistant.model at i.
+func (d *decoder) decodeModel(i, depth int) int {
+	d.provider, d.model = strRef{}, strRef{}
+	if at(d.data, i) != '{' {
+		return d.skipValue(i, depth)
 	}
-	start := i
-	// Stretches go after those of the other history, if it has any.
-	if other.st == stOK {
-		h.lo = other.hi
-	}
-	// The history's stretches are built by detector.AddMessage, the one definition of
-	// the rules, in st: the free capacity of ev.Stretches after h.lo.
-	st := ev.Stretches[h.lo:h.lo]
-	var (
-		el  element
-		idx int32
-	)
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == ']' {
-		i++
-	} else {
-		for more := true; more; idx++ {
-			if at(data, i) != '{' {
-				if h.bad == 0 {
-					h.bad, h.badIndex = elSelf, idx
-					h.badKinds[4] = at(data, i)
-				}
-				i = d.skipValue(i, depth+1)
-			} else {
-				el = element{}
-				i = d.decodeElement(i, depth+1, &el)
-				if i < 0 {
-					return i
-				}
-				switch {
-				case el.bad != 0:
-					if h.bad == 0 {
-						h.bad, h.badKinds, h.badIndex = el.bad, el.kinds, idx
-					}
-				case el.nonEmpty && el.role != detector.RoleOther:
-					// Only a turn needs its id: build it (which may allocate) then.
-					st = detector.AddMessage(st, el.role, true, detector.Turn{ID: str(el.id, el.idEsc), Index: idx, HasTime: el.hasTime, Time: el.time})
-				}
-			}
-			if i < 0 {
-				return i
-			}
-			if i, more = d.next(i, ']'); i < 0 {
-				return i
-			}
-		}
-	}
-	// st is in place unless AddMessage outgrew the capacity; then this joins the other
-	// history's stretches (in place, the copy is onto itself).
-	ev.Stretches = append(ev.Stretches[:h.lo], st...)
-	h.hi = len(ev.Stretches)
-	h.count = idx
-	h.span = span{uint32(start), uint32(i)}
-	return i
-}
-
-// decodeElement decodes the history element (an object) at i into el.
-func (d *decoder) decodeElement(i, depth int, el *element) int {
-	data := d.data
 	if !d.enter(i, depth) {
 		return -1
 	}
-	depth++
-	i = skipWS(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return i + 1
-	}
-	for more := true; more; {
+	i, more := d.first(i, '}')
+	for more {
 		key, vi := d.member(i)
 		if vi < 0 {
 			return vi
 		}
 		var f field
 		switch key {
-		case "messageId":
-			el.id, el.idEsc, i = d.stringValue(vi, depth, &f)
-			elementField(el, elID, f)
-		case "role":
-			var raw []byte
-			var esc bool
-			raw, esc, i = d.stringValue(vi, depth, &f)
-			el.role = detector.ParseRole(cmpStr(raw, esc, &d.buf))
-			elementField(el, elRole, f)
-		case "text":
-			var raw []byte
-			raw, _, i = d.stringValue(vi, depth, &f)
-			el.nonEmpty = nonEmpty(raw)
-			elementField(el, elText, f)
-		case "timestamp":
-			i = d.timestamp(vi, depth, el)
+		case "provider":
+			i = d.strRef(vi, depth+1, &f, &d.provider)
+		case "model":
+			i = d.strRef(vi, depth+1, &f, &d.model)
 		default:
-			i = d.skipValue(vi, depth)
+			i = d.skipValue(vi, depth+1)
 		}
 		if i < 0 {
 			return i
@@ -768,47 +503,6 @@ func (d *decoder) decodeElement(i, depth int, el *element) int {
 		}
 	}
 	return i
-}
-
-// elementField records the state of a field of el: a later duplicate key clears the
-// error of an earlier one, as the last key wins.
-func elementField(el *element, which uint8, f field) {
-	if f.st == stBad {
-		el.bad |= which
-		el.kinds[bits.TrailingZeros8(which)] = f.kind
-	} else {
-		el.bad &^= which
-	}
-}
-
-// timestamp reads message.messages[].timestamp at i into el.
-func (d *decoder) timestamp(i, depth int, el *element) int {
-	data := d.data
-	el.hasTime, el.time = false, 0
-	switch c := at(data, i); {
-	case c == '-' || c-'0' <= 9:
-		j := scanNumber(data, i)
-		if j < 0 {
-			return d.syntax(i)
-		}
-		t, ok := parseTime(data[i:j])
-		if !ok {
-			elementField(el, elTimestamp, field{stBad, kindRange})
-			return j
-		}
-		el.hasTime, el.time = true, t
-		elementField(el, elTimestamp, field{st: stOK})
-		return j
-	case c == 'n':
-		elementField(el, elTimestamp, field{})
-		if j := scanNull(data, i); j >= 0 {
-			return j
-		}
-		return d.syntax(i)
-	default:
-		elementField(el, elTimestamp, field{stBad, c})
-		return d.skipValue(i, depth)
-	}
 }
 
 // maxTime bounds a timestamp to the integers that a float64 holds exactly.
@@ -825,16 +519,7 @@ func parseTime(num []byte) (int64, bool) {
 	}
 	// The fast path: an integer of at most 15 digits is exact in a float64.
 	if len(digits) <= 15 {
-		var v int64
-		k := 0
-		for ; k < len(digits); k++ {
-			c := digits[k] - '0'
-			if c > 9 {
-				break
-			}
-			v = v*10 + int64(c)
-		}
-		if k == len(digits) {
+		if v, ok := integer(digits); ok {
 			if neg {
 				v = -v
 			}
@@ -860,93 +545,168 @@ func parseTime(num []byte) (int64, bool) {
 	return int64(f), true
 }
 
+// integer returns the value of b when it is 1 to 16 ASCII digits. Timestamps have 13:
+// more than 8 are read as two words (SWAR, see eightDigits).
+func integer(b []byte) (int64, bool) {
+	n := len(b)
+	if n > 8 {
+		// The first n-8 digits, behind leading zeros, and the last 8.
+		h := uint(n - 8)
+		hi := word(b, 0)<<(8*(8-h)) | (lsb*'0')>>(8*h)
+		lo := word(b, n-8)
+		if nonDigitMask(hi)|nonDigitMask(lo) != 0 {
+			return 0, false
+		}
+		return int64(eightDigits(hi)*1e8 + eightDigits(lo)), true
+	}
+	var v int64
+	for _, c := range b {
+		if c -= '0'; c > 9 {
+			return 0, false
+		}
+		v = v*10 + int64(c)
+	}
+	return v, true
+}
+
+// eightDigits returns the value of the eight ASCII digits of x, the first in its lowest
+// byte: pairs, then quadruples, then the whole (Lemire, "Fast number parsing").
+func eightDigits(x uint64) uint64 {
+	const mask = 0x000000ff000000ff
+	x -= lsb * '0'
+	x = x*10 + x>>8
+	return ((x&mask)*(100+1000000<<32) + (x>>16&mask)*(1+10000<<32)) >> 32
+}
+
 // finish judges the fields in a fixed order and fills the event.
 func (d *decoder) finish() error {
+	readsStatus := d.typeVal == detector.TypeStatusUpdate || d.typeVal == detector.TypeSpeechUpdate
 	switch {
 	case d.top.st == stBad:
-		return wrong(ReasonNoMessage, "event", d.top.kind)
+		return wrong(RejectNoMessage, "event", d.top.kind)
 	case d.message.st == stAbsent:
-		return &BadInputError{Reason: ReasonNoMessage, Detail: "message is missing or null"}
+		return &BadInputError{Rejection: RejectNoMessage, Detail: "message is missing or null"}
 	case d.message.st == stBad:
-		return wrong(ReasonWrongType, "message", d.message.kind)
+		return wrong(RejectWrongType, "message", d.message.kind)
 	case d.typ.st == stBad:
-		return wrong(ReasonWrongType, "message.type", d.typ.kind)
+		return wrong(RejectWrongType, "message.type", d.typ.kind)
+	case d.ts.st == stBad:
+		return wrong(RejectWrongType, "message.timestamp", d.ts.kind)
+	case readsStatus && d.msgStatus.st == stBad:
+		return wrong(RejectWrongType, "message.status", d.msgStatus.kind)
+	case d.typeVal == detector.TypeSpeechUpdate && d.role.st == stBad:
+		return wrong(RejectWrongType, "message.role", d.role.kind)
+	case d.ended.st == stBad:
+		return wrong(RejectWrongType, "message.endedReason", d.ended.kind)
 	case d.call.st == stAbsent:
-		return &BadInputError{Reason: ReasonNoCallID, Detail: "message.call is missing or null"}
+		return &BadInputError{Rejection: RejectNoCallID, Detail: "message.call is missing or null"}
 	case d.call.st == stBad:
-		return wrong(ReasonWrongType, "message.call", d.call.kind)
+		return wrong(RejectWrongType, "message.call", d.call.kind)
 	case d.id.st == stAbsent:
-		return &BadInputError{Reason: ReasonNoCallID, Detail: "message.call.id is missing or null"}
+		return &BadInputError{Rejection: RejectNoCallID, Detail: "message.call.id is missing or null"}
 	case d.id.st == stOK && d.callID == "":
 		// str decodes only an empty body to "": every byte or escape yields one.
-		return &BadInputError{Reason: ReasonNoCallID, Detail: "message.call.id is empty"}
+		return &BadInputError{Rejection: RejectNoCallID, Detail: "message.call.id is empty"}
 	case d.id.st == stBad:
-		return wrong(ReasonWrongType, "message.call.id", d.id.kind)
+		return wrong(RejectWrongType, "message.call.id", d.id.kind)
 	case d.status.st == stBad:
-		return wrong(ReasonWrongType, "message.call.status", d.status.kind)
+		return wrong(RejectWrongType, "message.call.status", d.status.kind)
 	case d.team.st == stBad:
-		return wrong(ReasonWrongType, "message.call.teamId", d.team.kind)
+		return wrong(RejectWrongType, "message.call.teamId", d.team.kind)
+	case d.org.st == stBad:
+		return wrong(RejectWrongType, "message.call.orgId", d.org.kind)
 	case d.assistantID.st == stBad:
-		return wrong(ReasonWrongType, "message.call.assistantId", d.assistantID.kind)
-	}
-	h, path := &d.msgs, "message.messages"
-	if h.st == stAbsent {
-		h, path = &d.callMsgs, "message.call.messages"
-	}
-	switch {
-	case h.st == stBad:
-		return wrong(ReasonMessagesNotArray, path, h.kind)
-	case h.bad == elSelf:
-		return wrong(ReasonWrongType, fmt.Sprintf("%s[%d]", path, h.badIndex), h.badKinds[4])
-	case h.bad != 0:
-		k := bits.TrailingZeros8(h.bad)
-		return wrong(ReasonWrongType, fmt.Sprintf("%s[%d].%s", path, h.badIndex, elNames[k]), h.badKinds[k])
+		return wrong(RejectWrongType, "message.call.assistantId", d.assistantID.kind)
+	case d.callEnded.st == stBad:
+		return wrong(RejectWrongType, "message.call.endedReason", d.callEnded.kind)
 	}
 
-	ev := d.ev
-	ev.Type = d.typeVal
-	ev.Status = d.statusVal
-	ev.CallID = d.callID
-	ev.Messages = h.count
-	if h.lo > 0 {
-		n := copy(ev.Stretches, ev.Stretches[h.lo:h.hi])
-		ev.Stretches = ev.Stretches[:n]
-	} else {
-		ev.Stretches = ev.Stretches[:h.hi]
+	// The history: message.messages, else message.artifact.messages, else call.messages.
+	src := -1
+	switch {
+	case d.hist[fromMessage].st != stAbsent:
+		src = fromMessage
+	case d.artifact.st == stBad:
+		return wrong(RejectWrongType, "message.artifact", d.artifact.kind)
+	case d.hist[fromArtifact].st != stAbsent:
+		src = fromArtifact
+	case d.hist[fromCall].st != stAbsent:
+		src = fromCall
 	}
-	ev.Payload = &Payload{
+	ev := d.ev
+	var h *history
+	if src >= 0 {
+		h = &d.hist[src]
+		if h.st == stBad {
+			return wrong(RejectMessagesNotArray, sourcePaths[src], h.kind)
+		}
+		if !h.decoded {
+			// Skipped while a preferred history was present, which a later duplicate key
+			// took back: decode it now. It is valid already.
+			d.decodeHistory(int(h.span.start), h.depth, h)
+		}
+		if h.bad.fields != 0 {
+			return h.bad.err(sourcePaths[src])
+		}
+		ev.HasHistory, ev.Count = true, h.count
+		ev.Messages = compact(ev.Messages, h.lo, h.hi)
+		if h.tlo > 0 {
+			for k := range ev.Messages {
+				if m := &ev.Messages[k]; m.Role == detector.RoleToolCall || m.Role == detector.RoleToolResult {
+					m.ToolLo -= int32(h.tlo)
+					m.ToolHi -= int32(h.tlo)
+				}
+			}
+		}
+		ev.Tools = compact(ev.Tools, h.tlo, h.thi)
+	} else {
+		ev.Messages, ev.Tools = ev.Messages[:0], ev.Tools[:0]
+	}
+
+	ev.Type = d.typeVal
+	ev.Time = d.time
+	ev.Status = d.statusVal
+	if d.typeVal == detector.TypeStatusUpdate && d.msgStatus.st == stOK {
+		ev.Status = d.msgStatusVal
+	}
+	ev.Speech = d.typeVal == detector.TypeSpeechUpdate && d.started && d.assistant
+	ev.CallID = d.callID
+	team := d.teamRaw
+	if team.s.len() == 0 {
+		team = d.orgRaw
+	}
+	ev.TeamID = d.str(team)
+	ev.AssistantID = d.str(d.aRaw)
+	ev.EndedReason = d.str(d.endedRaw)
+	if ev.EndedReason == "" {
+		ev.EndedReason = d.str(d.callEndedRaw)
+	}
+
+	p := &Payload{
 		data:        d.data,
 		call:        d.callSpan,
-		assistant:   d.assistant,
-		messages:    h.span,
+		cut:         d.cut,
+		assistant:   d.assistantSpan,
 		phone:       d.phone,
 		customer:    d.customer,
 		analysis:    d.analysis,
-		teamID:      d.teamID,
-		assistantID: d.aID,
+		phoneNumber: d.phoneNumber,
+		provider:    d.provider,
+		model:       d.model,
+		teamID:      ev.TeamID,
+		assistantID: ev.AssistantID,
 	}
+	if h != nil {
+		p.messages = h.span
+	}
+	ev.Payload = p
 	return nil
 }
 
-func wrong(r Reason, path string, kind byte) error {
-	return &BadInputError{Reason: r, Detail: path + " is " + kindName(kind)}
-}
-
-// kindName names the JSON type of a value from its first byte.
-func kindName(c byte) string {
-	switch c {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	case kindRange:
-		return "out of range"
+// compact moves s[lo:hi] to the front of s and returns it.
+func compact[T any](s []T, lo, hi int) []T {
+	if lo > 0 {
+		copy(s, s[lo:hi])
 	}
-	return "a number"
+	return s[:hi-lo]
 }

@@ -101,6 +101,80 @@ func conversation(n int, indent bool) []byte {
 	return bytes.TrimSpace(buf.Bytes())
 }
 
+// vapiConversation makes a Vapi conversation-update of about n bytes, shaped like the
+// fixture's: no messageIds, text in message, time and endTime, a tool call and its
+// result every fourth turn, and the whole history again in messagesOpenAIFormatted, as
+// Vapi sends it.
+func vapiConversation(n int) []byte {
+	const start = 1772700001318
+	type toolCall struct {
+		ID       string         `json:"id"`
+		Type     string         `json:"type"`
+		Function map[string]any `json:"function"`
+	}
+	var msgs, oai []map[string]any
+	msgs = append(msgs, map[string]any{"role": "system", "message": "You are Juno, the phone assistant of Brightline Outfitters. Keep answers short.", "time": start - 180, "secondsFromStart": 0})
+	oai = append(oai, map[string]any{"role": "system", "content": "You are Juno, the phone assistant of Brightline Outfitters. Keep answers short."})
+	size := 6000 // the envelope, call and assistant
+	for i := 0; size < n; i++ {
+		t := int64(start + 640 + i*3900)
+		text := benchTexts[i%len(benchTexts)]
+		role, oaiRole := "bot", "assistant"
+		if i%2 == 1 {
+			role, oaiRole = "user", "user"
+		}
+		m := map[string]any{"role": role, "message": text, "time": t, "endTime": t + 2800, "secondsFromStart": float64(t-start) / 1000, "duration": 2800}
+		if role == "bot" {
+			m["source"] = ""
+		}
+		msgs = append(msgs, m)
+		oai = append(oai, map[string]any{"role": oaiRole, "content": text})
+		size += 2*len(text) + 150
+		if i%4 == 1 {
+			id := fmt.Sprintf("call_%08dT7mQ2vK9xLp4RcW8nHf3", i)
+			calls := []toolCall{{ID: id, Type: "function", Function: map[string]any{"name": "lookup_order", "arguments": `{"orderNumber":"4417"}`}}}
+			result := `{"orderNumber":"4417","status":"shipped","carrier":"UPS"}`
+			msgs = append(msgs,
+				map[string]any{"role": "tool_calls", "message": "", "toolCalls": calls, "time": t + 3000, "secondsFromStart": float64(t+3000-start) / 1000},
+				map[string]any{"role": "tool_call_result", "name": "lookup_order", "toolCallId": id, "result": result, "time": t + 3400, "secondsFromStart": float64(t+3400-start) / 1000})
+			oai = append(oai, map[string]any{"role": "assistant", "content": "", "tool_calls": calls}, map[string]any{"role": "tool", "tool_call_id": id, "content": result})
+			size += 2*len(result) + 500
+		}
+	}
+	var assistant map[string]any
+	if err := json.Unmarshal([]byte(`{"name":"Juno - order desk","firstMessage":"Thanks for calling Brightline Outfitters, this is Juno. How can I help?",`+
+		`"model":{"provider":"openai","model":"gpt-4o-mini","temperature":0.3,"maxTokens":250,"messages":[{"role":"system","content":"You are Juno."}],`+
+		`"tools":[{"type":"function","async":false,"messages":[],"function":{"name":"lookup_order","description":"Find an order by its number.",`+
+		`"parameters":{"type":"object","properties":{"orderNumber":{"type":"string"}},"required":["orderNumber"]}},"server":{"url":"https://orders.example.com/vapi/tools","timeoutSeconds":20}}]},`+
+		`"voice":{"provider":"11labs","voiceId":"9kTq2WmZr4YbN7cLx3Hd","model":"eleven_turbo_v2_5"},"transcriber":{"provider":"deepgram","model":"nova-3","language":"en"},`+
+		`"serverMessages":["conversation-update","end-of-call-report","hang","speech-update","status-update","tool-calls"],"server":{"url":"https://hooks.example.com/vapi/events","timeoutSeconds":20}}`), &assistant); err != nil {
+		panic(err)
+	}
+	event := map[string]any{"message": map[string]any{
+		"timestamp": start + len(msgs)*3900,
+		"type":      "conversation-update",
+		"call": map[string]any{
+			"id": "c4a7e2d9-1f3b-4c8e-b5a6-9d0e7f2a1b34", "orgId": "8e1f6a3c-27d4-4b9a-9c5e-3a7d0b2e6f18", "createdAt": "2026-03-05T08:39:59.402Z",
+			"updatedAt": "2026-03-05T08:40:01.346Z", "type": "inboundPhoneCall", "status": "in-progress", "startedAt": "2026-03-05T08:40:01.318Z",
+			"phoneCallProvider": "twilio", "phoneCallProviderId": "CA9e2b7c4f1a6d3e8b5c0f7a2d9e4b1c6a", "phoneCallTransport": "pstn",
+			"phoneNumberId": "2f6a9c3e-7b1d-4a5e-8c2f-6d0b3e9a7c12", "assistantId": "5b9d2e7a-4c1f-4e8b-a3d6-0f7c9e1a2b45",
+			"customer": map[string]any{"number": "+15550100142"},
+		},
+		"assistant":               assistant,
+		"customer":                map[string]any{"number": "+15550100142"},
+		"phoneNumber":             map[string]any{"provider": "twilio", "number": "+15550100777", "name": "Brightline support"},
+		"messages":                msgs,
+		"messagesOpenAIFormatted": oai,
+	}}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(event); err != nil {
+		panic(err)
+	}
+	return bytes.TrimSpace(buf.Bytes())
+}
+
 var benchInputs = []struct {
 	name string
 	data []byte
@@ -108,6 +182,7 @@ var benchInputs = []struct {
 	{"size=30KB", conversation(60, false)},
 	{"size=3KB", conversation(6, false)},
 	{"indent", conversation(60, true)},
+	{"vapi=30KB", vapiConversation(30 << 10)},
 }
 
 func BenchmarkDecode(b *testing.B) {
@@ -174,13 +249,42 @@ func BenchmarkAppendOutput(b *testing.B) {
 	out := &detector.Output{
 		Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout,
 		UserMessageID: "user-30", FirstUserMessageID: "user-30",
-		At: time.Now().UnixNano(), Wait: 5003 * time.Millisecond, Threshold: 5 * time.Second,
+		Wall: time.Now().UnixNano(), Wait: 5003 * time.Millisecond, Threshold: 5 * time.Second,
 		Snapshot: ev.Payload, Latest: ev.Payload,
 	}
-	dst := AppendOutput(nil, ev.CallID, out)
-	b.SetBytes(int64(len(dst)))
-	b.ReportAllocs()
-	for b.Loop() {
-		dst = AppendOutput(dst[:0], ev.CallID, out)
+	full := len(AppendOutput(nil, ev.CallID, out, 0))
+	// fit=half leaves out half of the history to fit.
+	for _, limit := range []struct {
+		name string
+		max  int
+	}{{"fit=none", 0}, {"fit=half", full / 2}} {
+		b.Run(limit.name, func(b *testing.B) {
+			dst := AppendOutput(nil, ev.CallID, out, limit.max)
+			b.SetBytes(int64(len(dst)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = AppendOutput(dst[:0], ev.CallID, out, limit.max)
+			}
+		})
+	}
+}
+
+// BenchmarkRetain measures the compact copy a call keeps while armed: the whole
+// history, or its tail.
+func BenchmarkRetain(b *testing.B) {
+	var ev detector.Event
+	data := benchInputs[0].data
+	if err := Decode(&ev, data, DefaultLimits()); err != nil {
+		b.Fatal(err)
+	}
+	p := ev.Payload.(*Payload)
+	for _, from := range []int32{0, 56} {
+		b.Run(fmt.Sprintf("from=%d", from), func(b *testing.B) {
+			b.SetBytes(int64(p.Retain(from).Len()))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p.Retain(from)
+			}
+		})
 	}
 }

@@ -8,64 +8,185 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 )
 
-// AppendOutput appends the event of a hang or a hang-resolved (SPEC §3) to dst. The
-// passed-through values are copied byte for byte from the payloads, which are the
-// *Payload values that Decode made: call from out.Latest (or out.Snapshot, or
-// {"id":callID} when neither has one), and assistant, messages, phone, customer and
-// analysis from out.Snapshot ({} or [] when absent). The result is valid JSON, and
-// AppendOutput does not allocate when dst has room for it.
-func AppendOutput(dst []byte, callID string, out *detector.Output) []byte {
+// AppendOutput appends the event of an output (SPEC §3: hang, hang-resolved or
+// hang-unresolved) to dst. The passed-through values are copied byte for byte from the
+// payloads, which are the *Payload values that Decode or Retain made: call from
+// out.Latest (or out.Snapshot, or {"id":callID} when neither has one), without its
+// messages member, and assistant, messages, phone, customer and analysis from
+// out.Snapshot ({} or [] when absent); phoneNumber (Vapi's) when the snapshot has one.
+// The history is carried once, in message.messages, wherever it arrived.
+//
+// With maxBytes > 0 the output fits in maxBytes: the oldest messages are left out first,
+// at element boundaries, then the assistant becomes {}, and as a last resort phone,
+// customer and analysis become {}, phoneNumber is left out and call becomes
+// {"id":callID}. An output is never dropped: when even that is larger than maxBytes
+// (only ids of enormous size can make it so), it is appended all the same. The hang
+// object says historyTruncated and omittedMessages when messages were left out, here or
+// by Retain.
+//
+// The result is valid JSON, and AppendOutput does not allocate when dst has room for it
+// (and the message ids are of a sane size).
+func AppendOutput(dst []byte, callID string, out *detector.Output, maxBytes int) []byte {
+	dst, _ = AppendOutputFit(dst, callID, out, maxBytes)
+	return dst
+}
+
+// AppendOutputFit is AppendOutput, and reports whether the output had to be cut to fit
+// in maxBytes (messages, or more, left out), which the metrics count.
+func AppendOutputFit(dst []byte, callID string, out *detector.Output, maxBytes int) (_ []byte, cut bool) {
+	var o output
+	o.init(callID, out)
+	var buf [512]byte
+	hang := appendHang(buf[:0], out, o.model)
+	o.hangLen = len(hang)
+	if maxBytes > 0 && o.size() > maxBytes {
+		cut = true
+		o.fit(maxBytes)
+	}
+	return o.append(dst, hang), cut
+}
+
+// output is an output in parts, ready to be fitted and written.
+type output struct {
+	callID  string
+	kind    detector.Kind
+	millis  int64
+	omitted int64 // messages left out, by retention and by fitting
+
+	// callHead and callTail are the call object, around the member left out; both nil
+	// for {"id":callID}.
+	callHead, callTail []byte
+	// messages is the history array, or with open set its elements from the first kept
+	// on (after an opening bracket to write); nil for [].
+	messages []byte
+	open     bool
+	// The other values; nil for {}. phoneNumber nil is left out.
+	assistant, phone, customer, analysis, phoneNumber []byte
+	// model is assistant.model of the snapshot, for the hang object, whose length
+	// without its closing brace is hangLen.
+	model   model
+	hangLen int
+}
+
+// model is the provider and the model name of an assistant, raw string bodies.
+type model struct{ provider, name []byte }
+
+func (o *output) init(callID string, out *detector.Output) {
 	snap, _ := out.Snapshot.(*Payload)
 	latest, _ := out.Latest.(*Payload)
-	if snap == nil {
-		snap = &Payload{} // does not escape: no allocation
-	}
-	resolved := out.Kind == detector.KindResolved
-
-	dst = append(dst, `{"message":{"timestamp":`...)
-	dst = strconv.AppendInt(dst, time.Unix(0, out.At).UnixMilli(), 10)
-	if resolved {
-		dst = append(dst, `,"type":"hang-resolved","call":`...)
-	} else {
-		dst = append(dst, `,"type":"hang","call":`...)
-	}
-	var call []byte
+	o.callID, o.kind = callID, out.Kind
+	o.millis = time.Unix(0, out.Wall).UnixMilli()
 	if latest != nil {
-		call = latest.Call()
+		o.callHead, o.callTail = latest.callParts()
 	}
-	if call == nil {
-		call = snap.Call()
+	if snap != nil {
+		if o.callHead == nil {
+			o.callHead, o.callTail = snap.callParts()
+		}
+		o.assistant = snap.value(snap.assistant)
+		o.messages = snap.value(snap.messages)
+		o.phone = snap.value(snap.phone)
+		o.customer = snap.value(snap.customer)
+		o.analysis = snap.value(snap.analysis)
+		o.phoneNumber = snap.value(snap.phoneNumber)
+		o.omitted = int64(snap.omitted)
+		if snap.provider.ok || snap.model.ok {
+			o.model = model{snap.raw(snap.provider), snap.raw(snap.model)}
+		}
 	}
-	if call != nil {
-		dst = append(dst, call...)
-	} else {
-		dst = append(dst, `{"id":`...)
-		dst = AppendJSONString(dst, callID)
-		dst = append(dst, '}')
-	}
-	dst = appendValue(append(dst, `,"assistant":`...), snap.Assistant(), "{}")
-	dst = appendValue(append(dst, `,"messages":`...), snap.Messages(), "[]")
-	dst = appendValue(append(dst, `,"phone":`...), snap.Phone(), "{}")
-	dst = appendValue(append(dst, `,"customer":`...), snap.Customer(), "{}")
-	dst = appendValue(append(dst, `,"analysis":`...), snap.Analysis(), "{}")
+}
 
-	dst = append(dst, `,"hang":{"reason":`...)
-	dst = AppendJSONString(dst, out.Reason.String())
-	dst = append(dst, `,"userMessageId":`...)
+// appendHang appends the hang object of out without its closing brace.
+func appendHang(dst []byte, out *detector.Output, m model) []byte {
+	dst = append(dst, `{"reason":"`...)
+	dst = append(dst, out.Reason.String()...)
+	dst = append(dst, `","stage":"`...)
+	dst = append(dst, out.Stage.String()...)
+	dst = append(dst, `","userMessageId":`...)
 	dst = AppendJSONString(dst, out.UserMessageID)
 	dst = append(dst, `,"firstUserMessageId":`...)
 	dst = AppendJSONString(dst, out.FirstUserMessageID)
-	if resolved {
+	if out.Kind == detector.KindResolved && out.ReplyMessageID != "" {
 		dst = append(dst, `,"replyMessageId":`...)
 		dst = AppendJSONString(dst, out.ReplyMessageID)
 	}
 	dst = append(dst, `,"waitMs":`...)
 	dst = strconv.AppendInt(dst, out.Wait.Milliseconds(), 10)
-	if !resolved {
+	switch out.Kind {
+	case detector.KindResolved:
+	case detector.KindUnresolved:
+		dst = append(dst, `,"endedReason":`...)
+		dst = AppendJSONString(dst, out.EndedReason)
+	default:
 		dst = append(dst, `,"thresholdMs":`...)
 		dst = strconv.AppendInt(dst, out.Threshold.Milliseconds(), 10)
+		if out.InputGap > 0 {
+			dst = append(dst, `,"inputGapMs":`...)
+			dst = strconv.AppendInt(dst, max(out.InputGap.Milliseconds(), 1), 10)
+		}
 	}
-	return append(dst, "}}}"...)
+	if m.provider != nil || m.name != nil {
+		dst = append(dst, `,"model":{"provider":"`...)
+		dst = append(dst, m.provider...)
+		dst = append(dst, `","model":"`...)
+		dst = append(dst, m.name...)
+		dst = append(dst, `"}`...)
+	}
+	return dst
+}
+
+// Constant parts of an output.
+const (
+	outPrefix      = `{"message":{"timestamp":`
+	outType        = `,"type":"`
+	outCall        = `","call":`
+	outCallID      = `{"id":`
+	outAssistant   = `,"assistant":`
+	outMessages    = `,"messages":`
+	outPhone       = `,"phone":`
+	outCustomer    = `,"customer":`
+	outAnalysis    = `,"analysis":`
+	outPhoneNumber = `,"phoneNumber":`
+	outHang        = `,"hang":`
+	outTruncated   = `,"historyTruncated":true,"omittedMessages":`
+	outEnd         = `}}}`
+)
+
+// append writes the output, with the hang object that appendHang made.
+func (o *output) append(dst, hang []byte) []byte {
+	dst = append(dst, outPrefix...)
+	dst = strconv.AppendInt(dst, o.millis, 10)
+	dst = append(dst, outType...)
+	dst = append(dst, o.kind.String()...)
+	dst = append(dst, outCall...)
+	if o.callHead != nil {
+		dst = append(append(dst, o.callHead...), o.callTail...)
+	} else {
+		dst = append(dst, outCallID...)
+		dst = AppendJSONString(dst, o.callID)
+		dst = append(dst, '}')
+	}
+	dst = appendValue(append(dst, outAssistant...), o.assistant, "{}")
+	dst = append(dst, outMessages...)
+	switch {
+	case o.messages == nil:
+		dst = append(dst, "[]"...)
+	case o.open:
+		dst = append(append(dst, '['), o.messages...)
+	default:
+		dst = append(dst, o.messages...)
+	}
+	dst = appendValue(append(dst, outPhone...), o.phone, "{}")
+	dst = appendValue(append(dst, outCustomer...), o.customer, "{}")
+	dst = appendValue(append(dst, outAnalysis...), o.analysis, "{}")
+	if o.phoneNumber != nil {
+		dst = append(append(dst, outPhoneNumber...), o.phoneNumber...)
+	}
+	dst = append(append(dst, outHang...), hang...)
+	if o.omitted > 0 {
+		dst = strconv.AppendInt(append(dst, outTruncated...), o.omitted, 10)
+	}
+	return append(dst, outEnd...)
 }
 
 func appendValue(dst, v []byte, absent string) []byte {
@@ -75,15 +196,11 @@ func appendValue(dst, v []byte, absent string) []byte {
 	return append(dst, v...)
 }
 
-// MsgID returns the Nats-Msg-Id of an output, <callId>:<firstUserMessageId>:hang or
-// :resolved, so that a JetStream stream drops the duplicates of engines that detect the
-// same stall.
+// MsgID returns the Nats-Msg-Id of an output, <callId>:<firstUserMessageId>:hang,
+// :resolved or :unresolved, so that a JetStream stream drops the duplicates of engines
+// that detect the same stall.
 func MsgID(callID string, out *detector.Output) string {
-	suffix := ":hang"
-	if out.Kind == detector.KindResolved {
-		suffix = ":resolved"
-	}
-	return callID + ":" + out.FirstUserMessageID + suffix
+	return callID + ":" + out.FirstUserMessageID + ":" + out.Kind.Suffix()
 }
 
 const hexDigits = "0123456789abcdef"
@@ -143,4 +260,35 @@ func AppendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// jsonStringLen returns the length of what AppendJSONString appends for s.
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c >= 0x20 && c != '"' && c != '\\':
+				n++
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			default:
+				n += 6
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }

@@ -3,42 +3,70 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/fixtures"
 )
 
-func decodeFixture(t testing.TB, name string) *detector.Event {
+// testWall is 2025-11-20T14:02:32.631Z plus 123456 ns, in Unix nanoseconds.
+const testWall = 1763647352631_123456
+
+// decodeString decodes an event made in a test.
+func decodeString(t testing.TB, data string) *detector.Event {
 	t.Helper()
 	ev := new(detector.Event)
-	if err := Decode(ev, readFixture(t, name), DefaultLimits()); err != nil {
+	if err := Decode(ev, []byte(data), DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 	return ev
 }
 
-// testAt is 2025-11-20T14:02:32.631Z plus 123456 ns, in Unix nanoseconds.
-const testAt = 1763647352631_123456
+// outputDoc is an output as encoding/json reads it.
+type outputDoc struct {
+	Message struct {
+		Timestamp   int64             `json:"timestamp"`
+		Type        string            `json:"type"`
+		Call        map[string]any    `json:"call"`
+		Assistant   json.RawMessage   `json:"assistant"`
+		Messages    []json.RawMessage `json:"messages"`
+		Phone       json.RawMessage   `json:"phone"`
+		Customer    json.RawMessage   `json:"customer"`
+		Analysis    json.RawMessage   `json:"analysis"`
+		PhoneNumber json.RawMessage   `json:"phoneNumber"`
+		Hang        map[string]any    `json:"hang"`
+	} `json:"message"`
+}
+
+func parseOutput(t testing.TB, data []byte) *outputDoc {
+	t.Helper()
+	var doc outputDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("output does not parse: %v\n%s", err, trim(data))
+	}
+	return &doc
+}
 
 func TestAppendOutputSplicesSpans(t *testing.T) {
-	snap := decodeFixture(t, "06-conversation-update-user-3.json")
-	latest := decodeFixture(t, "01-status-update-ongoing.json")
+	snap := decodeFixture(t, "webhook", "06-conversation-update-user-3.json")
+	latest := decodeFixture(t, "webhook", "01-status-update-ongoing.json")
 	out := &detector.Output{
 		Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout,
 		UserMessageID: "user-3", FirstUserMessageID: "user-2",
-		At: testAt, Wait: 5003 * time.Millisecond, Threshold: 5 * time.Second,
+		Wall: testWall, Wait: 5003 * time.Millisecond, Threshold: 5 * time.Second,
 		Snapshot: snap.Payload, Latest: latest.Payload,
 	}
-	got := AppendOutput(nil, snap.CallID, out)
+	got := AppendOutput(nil, snap.CallID, out, 0)
 	if !json.Valid(got) {
 		t.Fatalf("AppendOutput is not valid JSON:\n%s", got)
 	}
 	sp, lp := snap.Payload.(*Payload), latest.Payload.(*Payload)
 	for name, span := range map[string][]byte{
-		"messages": sp.Messages(), "assistant": sp.Assistant(), "phone": sp.Phone(),
-		"customer": sp.Customer(), "analysis": sp.Analysis(), "call": lp.Call(),
+		"messages": sp.value(sp.messages), "assistant": sp.value(sp.assistant), "phone": sp.value(sp.phone),
+		"customer": sp.value(sp.customer), "analysis": sp.value(sp.analysis), "call": lp.value(lp.call),
 	} {
 		if !bytes.Contains(got, append([]byte(`"`+name+`":`), span...)) {
 			t.Errorf("output does not carry %s byte for byte", name)
@@ -54,49 +82,34 @@ func TestAppendOutputSplicesSpans(t *testing.T) {
 	if err := Decode(&back, got, DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	if back.Type != detector.TypeOutput || back.CallID != snap.CallID || back.Messages != snap.Messages {
-		t.Errorf("decoded output: type %v call %q messages %d", back.Type, back.CallID, back.Messages)
+	if back.Type != detector.TypeOutput || back.CallID != snap.CallID || back.Count != snap.Count || back.Time != 1763647352631 {
+		t.Errorf("decoded output: type %v call %q count %d time %d", back.Type, back.CallID, back.Count, back.Time)
 	}
-	assertStretches(t, back.Stretches, snap.Stretches)
-
-	var doc struct {
-		Message struct {
-			Timestamp int64          `json:"timestamp"`
-			Type      string         `json:"type"`
-			Hang      map[string]any `json:"hang"`
-		} `json:"message"`
+	if !eventsEqual(&detector.Event{Messages: back.Messages}, &detector.Event{Messages: snap.Messages}) {
+		t.Errorf("decoded output messages\n%+v\nwant\n%+v", back.Messages, snap.Messages)
 	}
-	if err := json.Unmarshal(got, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc := parseOutput(t, got)
 	if doc.Message.Timestamp != 1763647352631 || doc.Message.Type != "hang" {
 		t.Errorf("timestamp %d type %q", doc.Message.Timestamp, doc.Message.Type)
 	}
-	wantHang := map[string]any{"reason": "turn-timeout", "userMessageId": "user-3", "firstUserMessageId": "user-2", "waitMs": 5003.0, "thresholdMs": 5000.0}
+	wantHang := map[string]any{"reason": "turn-timeout", "stage": "awaiting-assistant", "userMessageId": "user-3", "firstUserMessageId": "user-2",
+		"waitMs": 5003.0, "thresholdMs": 5000.0}
 	if !mapsEqual(doc.Message.Hang, wantHang) {
 		t.Errorf("hang %v, want %v", doc.Message.Hang, wantHang)
 	}
 }
 
 func mapsEqual(a, b map[string]any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
+	return fmt.Sprint(a) == fmt.Sprint(b) // fmt sorts map keys
 }
 
 func TestAppendOutput(t *testing.T) {
-	var small detector.Event
-	data := `{"message":{"type":"conversation-update","call":{"id":"c1","teamId":"t1"},"assistant":{},` +
-		`"messages":[{"role":"user","text":"hi","messageId":"u1"}],"phone":{"p":1},"customer":null}}`
-	if err := Decode(&small, []byte(data), DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
+	small := decodeString(t, `{"message":{"type":"conversation-update","call":{"id":"c1","teamId":"t1"},"assistant":{"model":{"provider":"openai","model":"gpt-4o"}},`+
+		`"messages":[{"role":"user","text":"hi","messageId":"u1"}],"phone":{"p":1},"customer":null}}`)
+	vapi := decodeString(t, `{"message":{"call":{"id":"c2","messages":[{"role":"user","message":"hi"}],"orgId":"o"},"phoneNumber":{"number":"+1"},"analysis":{"a":1}}}`)
+	const small1 = `{"message":{"timestamp":1763647352631,"type":"`
+	const smallBody = `","call":{"id":"c1","teamId":"t1"},"assistant":{"model":{"provider":"openai","model":"gpt-4o"}},` +
+		`"messages":[{"role":"user","text":"hi","messageId":"u1"}],"phone":{"p":1},"customer":null,"analysis":{},"hang":`
 	tests := []struct {
 		name   string
 		callID string
@@ -106,61 +119,323 @@ func TestAppendOutput(t *testing.T) {
 		{
 			name:   "hang",
 			callID: "c1",
-			give: detector.Output{Kind: detector.KindHang, Reason: detector.ReasonMaxWait, UserMessageID: "u1", FirstUserMessageID: "u1",
-				At: testAt, Wait: 10_000_999 * time.Microsecond, Threshold: 10 * time.Second, Snapshot: small.Payload, Latest: small.Payload},
-			want: `{"message":{"timestamp":1763647352631,"type":"hang","call":{"id":"c1","teamId":"t1"},"assistant":{},` +
-				`"messages":[{"role":"user","text":"hi","messageId":"u1"}],"phone":{"p":1},"customer":null,"analysis":{},` +
-				`"hang":{"reason":"max-wait","userMessageId":"u1","firstUserMessageId":"u1","waitMs":10000,"thresholdMs":10000}}}`,
+			give: detector.Output{Kind: detector.KindHang, Reason: detector.ReasonMaxWait, Stage: detector.StageAwaitingTool, UserMessageID: "u1", FirstUserMessageID: "u1",
+				Wall: testWall, Wait: 10_000_999 * time.Microsecond, Threshold: 10 * time.Second, InputGap: 1500 * time.Millisecond,
+				Snapshot: small.Payload, Latest: small.Payload},
+			want: small1 + "hang" + smallBody + `{"reason":"max-wait","stage":"awaiting-tool","userMessageId":"u1","firstUserMessageId":"u1","waitMs":10000,"thresholdMs":10000,` +
+				`"inputGapMs":1500,"model":{"provider":"openai","model":"gpt-4o"}}}}`,
 		},
 		{
 			name:   "resolved",
 			callID: "c1",
+			give: detector.Output{Kind: detector.KindResolved, Reason: detector.ReasonTurnTimeout, Stage: detector.StageAfterTool, UserMessageID: "u3", FirstUserMessageID: "u2",
+				ReplyMessageID: "r3", Wall: testWall, Wait: 7100 * time.Millisecond, Threshold: time.Second, InputGap: time.Second,
+				Snapshot: small.Payload, Latest: small.Payload},
+			want: small1 + "hang-resolved" + smallBody + `{"reason":"turn-timeout","stage":"after-tool","userMessageId":"u3","firstUserMessageId":"u2","replyMessageId":"r3",` +
+				`"waitMs":7100,"model":{"provider":"openai","model":"gpt-4o"}}}}`,
+		},
+		{
+			name:   "resolved by a speech-update: no replyMessageId",
+			callID: "c1",
 			give: detector.Output{Kind: detector.KindResolved, Reason: detector.ReasonTurnTimeout, UserMessageID: "u3", FirstUserMessageID: "u2",
-				ReplyMessageID: "r3", At: testAt, Wait: 7100 * time.Millisecond, Snapshot: small.Payload, Latest: small.Payload},
-			want: `{"message":{"timestamp":1763647352631,"type":"hang-resolved","call":{"id":"c1","teamId":"t1"},"assistant":{},` +
-				`"messages":[{"role":"user","text":"hi","messageId":"u1"}],"phone":{"p":1},"customer":null,"analysis":{},` +
-				`"hang":{"reason":"turn-timeout","userMessageId":"u3","firstUserMessageId":"u2","replyMessageId":"r3","waitMs":7100}}}`,
+				Wall: testWall, Wait: 7100 * time.Millisecond, Snapshot: small.Payload, Latest: small.Payload},
+			want: small1 + "hang-resolved" + smallBody + `{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"u3","firstUserMessageId":"u2",` +
+				`"waitMs":7100,"model":{"provider":"openai","model":"gpt-4o"}}}}`,
+		},
+		{
+			name:   "unresolved, history from call.messages, Vapi's phoneNumber",
+			callID: "c2",
+			give: detector.Output{Kind: detector.KindUnresolved, Reason: detector.ReasonTurnTimeout, UserMessageID: "u3", FirstUserMessageID: "u2",
+				EndedReason: "customer-ended-call", Wall: testWall, Wait: 9 * time.Second, Snapshot: vapi.Payload, Latest: vapi.Payload},
+			want: small1 + `hang-unresolved","call":{"id":"c2","orgId":"o"},"assistant":{},"messages":[{"role":"user","message":"hi"}],"phone":{},"customer":{},"analysis":{"a":1},` +
+				`"phoneNumber":{"number":"+1"},"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"u3","firstUserMessageId":"u2","waitMs":9000,"endedReason":"customer-ended-call"}}}`,
+		},
+		{
+			name:   "unresolved without an ended reason",
+			callID: "c1",
+			give:   detector.Output{Kind: detector.KindUnresolved, Reason: detector.ReasonMaxWait, Wall: testWall},
+			want: small1 + `hang-unresolved","call":{"id":"c1"},"assistant":{},"messages":[],"phone":{},"customer":{},"analysis":{},` +
+				`"hang":{"reason":"max-wait","stage":"awaiting-assistant","userMessageId":"","firstUserMessageId":"","waitMs":0,"endedReason":""}}}`,
 		},
 		{
 			name:   "no payloads, odd ids",
 			callID: "c\"1\\\n\x01\u2028é\xff",
-			give:   detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "</script>", FirstUserMessageID: "\t", At: testAt},
-			want: `{"message":{"timestamp":1763647352631,"type":"hang","call":{"id":"c\"1\\\n\u0001\u2028é\ufffd"},"assistant":{},` +
-				`"messages":[],"phone":{},"customer":{},"analysis":{},` +
-				`"hang":{"reason":"turn-timeout","userMessageId":"</script>","firstUserMessageId":"\t","waitMs":0,"thresholdMs":0}}}`,
+			give:   detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "</script>", FirstUserMessageID: "\t", Wall: testWall},
+			want: small1 + `hang","call":{"id":"c\"1\\\n\u0001\u2028é\ufffd"},"assistant":{},"messages":[],"phone":{},"customer":{},"analysis":{},` +
+				`"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"</script>","firstUserMessageId":"\t","waitMs":0,"thresholdMs":0}}}`,
+		},
+		{
+			name:   "a retained tail says so",
+			callID: "c1",
+			give: detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "u1", FirstUserMessageID: "u1",
+				Wall: testWall, Snapshot: small.Payload.(*Payload).Retain(1), Latest: small.Payload.(*Payload).RetainCall()},
+			want: small1 + `hang","call":{"id":"c1","teamId":"t1"},"assistant":{"model":{"provider":"openai","model":"gpt-4o"}},` +
+				`"messages":[],"phone":{"p":1},"customer":null,"analysis":{},"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"u1","firstUserMessageId":"u1",` +
+				`"waitMs":0,"thresholdMs":0,"model":{"provider":"openai","model":"gpt-4o"},"historyTruncated":true,"omittedMessages":1}}}`,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := AppendOutput([]byte("prefix"), tt.callID, &tt.give)
+			got := AppendOutput([]byte("prefix"), tt.callID, &tt.give, 0)
 			if string(got) != "prefix"+tt.want {
 				t.Errorf("AppendOutput =\n%s\nwant\n%s", got[6:], tt.want)
 			}
 			if !json.Valid(got[6:]) {
 				t.Errorf("not valid JSON")
 			}
+			if o := AppendOutput(nil, tt.callID, &tt.give, len(got)-6); string(o) != tt.want {
+				t.Errorf("AppendOutput with room to spare =\n%s\nwant\n%s", o, tt.want)
+			}
 		})
 	}
 }
 
-func TestAppendOutputLatestWithoutCall(t *testing.T) {
-	snap := decodeFixture(t, "05-conversation-update-user-2.json")
-	out := &detector.Output{Kind: detector.KindHang, Snapshot: snap.Payload, Latest: &Payload{}}
-	got := AppendOutput(nil, "other", out)
-	if !bytes.Contains(got, append([]byte(`"call":`), snap.Payload.(*Payload).Call()...)) {
-		t.Errorf("the snapshot's call is not used when the latest has none")
+// TestAppendOutputVapi is a hang of the Vapi fixture call: the call of the latest
+// status, the history and the passed-through values of the latest snapshot, the model.
+func TestAppendOutputVapi(t *testing.T) {
+	snap := decodeFixture(t, "vapi", "04-conversation-update-tool-call.json")
+	out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, Stage: detector.StageAwaitingTool,
+		UserMessageID: "user-1772700009618-x", FirstUserMessageID: "user-1772700009618-x", Wall: testWall,
+		Wait: 5 * time.Second, Threshold: 5 * time.Second, Snapshot: snap.Payload, Latest: snap.Payload}
+	got := AppendOutput(nil, snap.CallID, out, 1<<20)
+	doc := parseOutput(t, got)
+	if len(doc.Message.Messages) != 4 || doc.Message.PhoneNumber == nil || doc.Message.Call["orgId"] != vpOrgID {
+		t.Errorf("messages %d, phoneNumber %s, call %v", len(doc.Message.Messages), doc.Message.PhoneNumber, doc.Message.Call)
+	}
+	if m, _ := doc.Message.Hang["model"].(map[string]any); m["provider"] != "openai" || m["model"] != "gpt-4o-mini" || doc.Message.Hang["stage"] != "awaiting-tool" {
+		t.Errorf("hang %v", doc.Message.Hang)
+	}
+}
+
+// TestHistoryCarriedOnce: a history that arrived in call.messages is written to
+// message.messages and left out of call (SPEC §3), wherever the member stands.
+func TestHistoryCarriedOnce(t *testing.T) {
+	big := bigHistory(600<<10, "user")
+	tests := []struct {
+		name string
+		give string
+		want string // the call object of the output
+	}{
+		{"first member", `{"message":{"call":{"messages":` + big + `,"id":"c1","status":"ongoing"}}}`, `{"id":"c1","status":"ongoing"}`},
+		{"last member", `{"message":{"call":{"id":"c1", "status":"ongoing" , "messages" : ` + big + ` }}}`, `{"id":"c1", "status":"ongoing" }`},
+		{"middle member", `{"message":{"call":{"id":"c1",` + "\n" + `"messages":` + big + `,"status":"ongoing"}}}`, `{"id":"c1","status":"ongoing"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := decodeString(t, tt.give)
+			out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, Snapshot: snap.Payload, Latest: snap.Payload}
+			got := AppendOutput(nil, "c1", out, 1<<20)
+			if n := bytes.Count(got, []byte(`"text":"turn 1 `)); n != 1 {
+				t.Errorf("the history is written %d times, %d bytes", n, len(got))
+			}
+			if !bytes.Contains(got, []byte(`"call":`+tt.want+`,"assistant"`)) {
+				t.Errorf("call object is not %s:\n%s", tt.want, trim(got))
+			}
+			if !bytes.Contains(got, []byte(`"messages":`+big+`,"phone"`)) {
+				t.Errorf("the history is not in message.messages")
+			}
+			if !json.Valid(got) || len(got) > 1<<20 {
+				t.Errorf("output of %d bytes, valid %v", len(got), json.Valid(got))
+			}
+		})
+	}
+}
+
+// bigHistory returns a history array of about n bytes of alternating turns of role
+// user and assistant, whose texts start "turn <i> ".
+func bigHistory(n int, first string) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := 0; b.Len() < n; i++ {
+		role := first
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"messageId":"m-%d","role":%q,"text":"turn %d %s","timestamp":%d}`, i, role, i, strings.Repeat("x", 900), 1763647331000+int64(i)*1000)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// TestFitsMaxPayload: a 900 KB snapshot and a latest event with a 500 KB call object
+// make an output that fits 1 MiB by leaving out the oldest messages (SPEC §3).
+func TestFitsMaxPayload(t *testing.T) {
+	const maxPayload = 1 << 20
+	hist := bigHistory(880<<10, "user")
+	snap := decodeString(t, `{"message":{"type":"conversation-update","call":{"id":"c1"},"assistant":{"model":{"provider":"openai","model":"gpt-4o"}},"messages":`+hist+`}}`)
+	latest := decodeString(t, `{"message":{"type":"status-update","call":{"id":"c1","status":"ongoing","metadata":"`+strings.Repeat("m", 500<<10)+`"}}}`)
+	out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "m-900", FirstUserMessageID: "m-900",
+		Wall: testWall, Snapshot: snap.Payload, Latest: latest.Payload}
+	got := AppendOutput(nil, "c1", out, maxPayload)
+	if len(got) > maxPayload || !json.Valid(got) {
+		t.Fatalf("output of %d bytes (max %d), valid %v", len(got), maxPayload, json.Valid(got))
+	}
+	doc := parseOutput(t, got)
+	omitted, _ := doc.Message.Hang["omittedMessages"].(float64)
+	if doc.Message.Hang["historyTruncated"] != true || omitted < 1 {
+		t.Fatalf("hang %v, want historyTruncated", doc.Message.Hang)
+	}
+	var all []json.RawMessage
+	if err := json.Unmarshal([]byte(hist), &all); err != nil {
+		t.Fatal(err)
+	}
+	// The newest messages are kept, as many as fit, byte for byte.
+	kept := doc.Message.Messages
+	if int(omitted)+len(kept) != len(all) || string(kept[len(kept)-1]) != string(all[len(all)-1]) || string(kept[0]) != string(all[int(omitted)]) {
+		t.Errorf("kept %d of %d messages, omitted %v", len(kept), len(all), omitted)
+	}
+	if len(got)+1000 < maxPayload {
+		t.Errorf("left out more than needed: %d bytes of %d", len(got), maxPayload)
+	}
+	if len(doc.Message.Call) != 3 || string(doc.Message.Assistant) == "{}" {
+		t.Errorf("the call or the assistant was cut before the history")
+	}
+}
+
+// TestFitOrder checks the order in which an output gives way: the oldest messages,
+// then the assistant, then the other passed-through values and the call.
+func TestFitOrder(t *testing.T) {
+	snap := decodeString(t, `{"message":{"call":{"id":"c1","x":"`+strings.Repeat("c", 400)+`"},"assistant":{"a":"`+strings.Repeat("a", 300)+`"},`+
+		`"messages":[{"text":"`+strings.Repeat("1", 100)+`"},{"text":"`+strings.Repeat("2", 100)+`"},{"text":"`+strings.Repeat("3", 100)+`"}],`+
+		`"phone":{"p":"`+strings.Repeat("p", 100)+`"},"customer":{},"analysis":{},"phoneNumber":{}}}`)
+	out := &detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "u", FirstUserMessageID: "u", Snapshot: snap.Payload, Latest: snap.Payload}
+	full := len(AppendOutput(nil, "c1", out, 0))
+	tests := []struct {
+		give          int
+		wantMessages  int
+		wantAssistant bool
+		wantCall      bool
+	}{
+		{give: full, wantMessages: 3, wantAssistant: true, wantCall: true},
+		{give: full - 1, wantMessages: 2, wantAssistant: true, wantCall: true},
+		{give: full - 100, wantMessages: 1, wantAssistant: true, wantCall: true},
+		{give: full - 200, wantMessages: 0, wantAssistant: true, wantCall: true},
+		{give: full - 400, wantMessages: 0, wantAssistant: false, wantCall: true},
+		{give: full - 800, wantMessages: 0, wantAssistant: false, wantCall: false},
+		{give: 1, wantMessages: 0, wantAssistant: false, wantCall: false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.give), func(t *testing.T) {
+			got, cut := AppendOutputFit(nil, "c1", out, tt.give)
+			if len(got) > tt.give && tt.give > 1 {
+				t.Errorf("%d bytes, max %d", len(got), tt.give)
+			}
+			if want := tt.give < full; cut != want {
+				t.Errorf("AppendOutputFit says cut %v, want %v", cut, want)
+			}
+			if again := AppendOutput(nil, "c1", out, tt.give); string(again) != string(got) {
+				t.Errorf("AppendOutput and AppendOutputFit differ")
+			}
+			doc := parseOutput(t, got)
+			if len(doc.Message.Messages) != tt.wantMessages || (string(doc.Message.Assistant) != "{}") != tt.wantAssistant || (len(doc.Message.Call) > 1) != tt.wantCall {
+				t.Errorf("messages %d assistant %s call %v", len(doc.Message.Messages), trim(doc.Message.Assistant), doc.Message.Call)
+			}
+			if omitted := 3 - tt.wantMessages; omitted > 0 && doc.Message.Hang["omittedMessages"] != float64(omitted) {
+				t.Errorf("hang %v, want %d omitted", doc.Message.Hang, omitted)
+			}
+			if !tt.wantCall && (doc.Message.Call["id"] != "c1" || string(doc.Message.Phone) != "{}" || doc.Message.PhoneNumber != nil) {
+				t.Errorf("last resort: call %v phone %s phoneNumber %s", doc.Message.Call, doc.Message.Phone, doc.Message.PhoneNumber)
+			}
+		})
+	}
+}
+
+func TestRetain(t *testing.T) {
+	for _, name := range []string{"vapi/07-conversation-update-user-2.json", "webhook/06-conversation-update-user-3.json", "vapi/09-end-of-call-report.json"} {
+		dialect, file, _ := strings.Cut(name, "/")
+		t.Run(name, func(t *testing.T) {
+			data := bytes.Clone(fixtureData(dialect, file))
+			var ev detector.Event
+			if err := Decode(&ev, data, DefaultLimits()); err != nil {
+				t.Fatal(err)
+			}
+			p := ev.Payload.(*Payload)
+			out := detector.Output{Kind: detector.KindHang, Reason: detector.ReasonTurnTimeout, UserMessageID: "u", FirstUserMessageID: "u", Wall: testWall, Snapshot: p, Latest: p}
+			whole := AppendOutput(nil, ev.CallID, &out, 0)
+			all := parseOutput(t, whole).Message.Messages
+
+			keep := p.Retain(0).(*Payload)
+			tail := p.Retain(3).(*Payload)
+			again := tail.Retain(4).(*Payload)
+			none := p.Retain(100).(*Payload)
+			call := p.RetainCall().(*Payload)
+			teamID, assistantID := strings.Clone(p.TeamID()), strings.Clone(p.AssistantID())
+			provider, model := p.Model()
+			provider, model = strings.Clone(provider), strings.Clone(model)
+			for i := range data {
+				data[i] = 'X' // the received buffer is reused: the copies must not alias it
+			}
+			if keep.TeamID() != teamID || tail.AssistantID() != assistantID || call.TeamID() != teamID {
+				t.Errorf("ids of the copies: %q %q %q", keep.TeamID(), tail.AssistantID(), call.TeamID())
+			}
+			out.Snapshot, out.Latest = keep, call
+			if got := AppendOutput(nil, ev.CallID, &out, 0); string(got) != string(whole) {
+				t.Errorf("output of the retained copy differs:\n%s\nwant\n%s", trim(got), trim(whole))
+			}
+			if keep.Len()-payloadSize >= len(data) || keep.Len()-payloadSize != len(keep.data) || call.Len() >= keep.Len() || tail.Len() >= keep.Len() {
+				t.Errorf("Len: data %d, whole %d, tail %d, call %d", len(data), keep.Len(), tail.Len(), call.Len())
+			}
+			for _, tt := range []struct {
+				give        *Payload
+				wantOmitted int
+			}{{keep, 0}, {tail, 3}, {again, 4}, {none, len(all)}} {
+				out.Snapshot = tt.give
+				doc := parseOutput(t, AppendOutput(nil, ev.CallID, &out, 0))
+				if tt.give.Omitted() != tt.wantOmitted || len(doc.Message.Messages) != len(all)-tt.wantOmitted {
+					t.Errorf("omitted %d, %d messages; want %d", tt.give.Omitted(), len(doc.Message.Messages), tt.wantOmitted)
+					continue
+				}
+				for i, m := range doc.Message.Messages {
+					if string(m) != string(all[tt.wantOmitted+i]) {
+						t.Errorf("message %d differs", i)
+					}
+				}
+				if tt.wantOmitted > 0 && doc.Message.Hang["omittedMessages"] != float64(tt.wantOmitted) {
+					t.Errorf("hang %v", doc.Message.Hang)
+				}
+				if prov, m := tt.give.Model(); prov != provider || m != model {
+					t.Errorf("model %q %q, want %q %q", prov, m, provider, model)
+				}
+			}
+		})
+	}
+}
+
+// TestRetainWithoutHistory: a history that is empty or absent stays so.
+func TestRetainWithoutHistory(t *testing.T) {
+	tests := []struct {
+		give string
+		want string
+	}{
+		{give: ev(`{"call":{"id":"c1"},"messages":[ ]}`), want: `"messages":[ ]`},
+		{give: ev(`{"call":{"id":"c1"}}`), want: `"messages":[]`},
+	}
+	for _, tt := range tests {
+		p := decodeString(t, tt.give).Payload.(*Payload)
+		for _, from := range []int32{0, 1, 5} {
+			q := p.Retain(from).(*Payload)
+			got := AppendOutput(nil, "c1", &detector.Output{Kind: detector.KindHang, Snapshot: q}, 0)
+			if !bytes.Contains(got, []byte(tt.want+`,"phone"`)) || q.Omitted() != 0 || bytes.Contains(got, []byte("historyTruncated")) {
+				t.Errorf("Retain(%d) of %s: %s", from, tt.give, got)
+			}
+		}
 	}
 }
 
 func TestAppendOutputAllocs(t *testing.T) {
-	snap := decodeFixture(t, "06-conversation-update-user-3.json")
+	snap := decodeFixture(t, "vapi", "07-conversation-update-user-2.json")
 	out := &detector.Output{Kind: detector.KindResolved, UserMessageID: "user-3", FirstUserMessageID: "user-2", ReplyMessageID: "r\n", Snapshot: snap.Payload, Latest: snap.Payload}
-	dst := make([]byte, 0, 16<<10)
-	allocs := testing.AllocsPerRun(100, func() { dst = AppendOutput(dst[:0], "c\x01", out) })
-	if allocs != 0 {
-		t.Errorf("AppendOutput allocates %v times", allocs)
+	dst := make([]byte, 0, 32<<10)
+	for _, limit := range []int{0, 1 << 20, 8000, 100} {
+		allocs := testing.AllocsPerRun(100, func() { dst = AppendOutput(dst[:0], "c\x01", out, limit) })
+		if allocs != 0 {
+			t.Errorf("AppendOutput with max %d allocates %v times", limit, allocs)
+		}
 	}
-	if allocs := testing.AllocsPerRun(100, func() { dst = AppendOutput(dst[:0], "c1", &detector.Output{}) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { dst = AppendOutput(dst[:0], "c1", &detector.Output{}, 0) }); allocs != 0 {
 		t.Errorf("AppendOutput without payloads allocates %v times", allocs)
 	}
 }
@@ -172,6 +447,7 @@ func TestMsgID(t *testing.T) {
 	}{
 		{give: detector.Output{Kind: detector.KindHang, FirstUserMessageID: "user-2"}, want: "call-1:user-2:hang"},
 		{give: detector.Output{Kind: detector.KindResolved, FirstUserMessageID: "user-2"}, want: "call-1:user-2:resolved"},
+		{give: detector.Output{Kind: detector.KindUnresolved, FirstUserMessageID: "user-2"}, want: "call-1:user-2:unresolved"},
 	}
 	for _, tt := range tests {
 		if got := MsgID("call-1", &tt.give); got != tt.want {
@@ -180,59 +456,99 @@ func TestMsgID(t *testing.T) {
 	}
 }
 
-// FuzzAppendOutput checks that the output of any decodable event and any ids is valid
-// JSON that reads back as the same output.
+// FuzzAppendOutput checks that the output of any decodable events, ids and max payload
+// is valid JSON, fits the max payload when that is above the smallest output, and reads
+// back as the same output: the hang fields, the newest messages of the snapshot, and
+// how many were left out.
 func FuzzAppendOutput(f *testing.F) {
-	f.Add(readFixture(f, "06-conversation-update-user-3.json"), readFixture(f, "01-status-update-ongoing.json"), "c1", "user-3", "user-2", "r", false)
-	f.Add([]byte(ev(`{"call":{"id":"a\u2028"},"assistant":5,"phone":null}`)), []byte("x"), "\x00\"", "\xff", "\\", "\u2029", true)
-	f.Fuzz(func(t *testing.T, snapData, latestData []byte, callID, user, first, reply string, resolved bool) {
-		out := detector.Output{Kind: detector.KindHang, Reason: detector.ReasonMaxWait, UserMessageID: user, FirstUserMessageID: first,
-			ReplyMessageID: reply, At: testAt, Wait: time.Second, Threshold: time.Second}
-		if resolved {
-			out.Kind = detector.KindResolved
-		}
+	f.Add(fixtures.Webhook("06-conversation-update-user-3.json"), fixtures.Webhook("01-status-update-ongoing.json"), "c1", "user-3", "user-2", "r", uint8(0), 0, int32(0))
+	f.Add(fixtures.Vapi("07-conversation-update-user-2.json"), fixtures.Vapi("01-status-update-in-progress.json"), "c1", "u", "u", "", uint8(2), 9000, int32(3))
+	f.Add(fixtures.Vapi("09-end-of-call-report.json"), fixtures.Vapi("08-status-update-ended.json"), "c1", "u", "u", "", uint8(2), 2000, int32(0))
+	f.Add([]byte(ev(`{"call":{"id":"a\u2028","messages":[{},1,"x"]},"assistant":5,"phone":null}`)), []byte("x"), "\x00\"", "\xff", "\\", "\u2029", uint8(1), 100, int32(1))
+	f.Fuzz(func(t *testing.T, snapData, latestData []byte, callID, user, first, reply string, kind uint8, maxBytes int, from int32) {
+		out := detector.Output{Kind: detector.Kind(kind%3 + 1), Reason: detector.ReasonMaxWait, Stage: detector.Stage(kind % 3), UserMessageID: user,
+			FirstUserMessageID: first, ReplyMessageID: reply, EndedReason: reply, Wall: testWall, Wait: time.Second, Threshold: time.Second,
+			InputGap: time.Duration(kind) * time.Millisecond}
 		var snap, latest detector.Event
+		var sp *Payload
 		if Decode(&snap, snapData, DefaultLimits()) == nil {
-			out.Snapshot = snap.Payload
+			sp = snap.Payload.(*Payload)
+			if from != 0 {
+				sp = sp.Retain(from).(*Payload)
+			}
+			out.Snapshot = sp
 		}
 		if Decode(&latest, latestData, DefaultLimits()) == nil {
 			out.Latest = latest.Payload
 		}
-		got := AppendOutput(nil, callID, &out)
+		got := AppendOutput(nil, callID, &out, maxBytes)
 		if !json.Valid(got) {
 			t.Fatalf("AppendOutput is not valid JSON:\n%s", got)
 		}
-		var back detector.Event
-		if err := Decode(&back, got, DefaultLimits()); err != nil {
-			if r, _ := BadInputReason(err); r == ReasonTooDeep || (r == ReasonNoCallID && callID == "" && out.Latest == nil && out.Snapshot == nil) {
-				return // spliced values keep their depth, one level deeper
-			}
-			t.Fatalf("output does not decode: %v\n%s", err, got)
-		}
-		if back.Type != detector.TypeOutput {
-			t.Errorf("decoded type %v", back.Type)
+		floor := len(AppendOutput(nil, callID, &out, 1))
+		if maxBytes >= floor && len(got) > maxBytes {
+			t.Fatalf("output of %d bytes, max %d (floor %d)", len(got), maxBytes, floor)
 		}
 		var doc struct {
 			Message struct {
-				Call map[string]any    `json:"call"`
-				Hang map[string]string `json:"hang"`
+				Type     string            `json:"type"`
+				Call     json.RawMessage   `json:"call"`
+				Messages []json.RawMessage `json:"messages"`
+				Hang     map[string]any    `json:"hang"`
 			} `json:"message"`
 		}
-		dec := json.NewDecoder(bytes.NewReader(got))
-		if err := dec.Decode(&doc); err != nil && !strings.Contains(err.Error(), "cannot unmarshal number") {
+		if err := json.Unmarshal(got, &doc); err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"reason": "max-wait", "userMessageId": validUTF8(user), "firstUserMessageId": validUTF8(first)}
-		if resolved {
-			want["replyMessageId"] = validUTF8(reply)
+		if doc.Message.Type != out.Kind.String() {
+			t.Errorf("type %q", doc.Message.Type)
+		}
+		want := map[string]any{"reason": "max-wait", "stage": out.Stage.String(), "userMessageId": validUTF8(user), "firstUserMessageId": validUTF8(first)}
+		switch out.Kind {
+		case detector.KindResolved:
+			if reply != "" {
+				want["replyMessageId"] = validUTF8(reply)
+			}
+		case detector.KindUnresolved:
+			want["endedReason"] = validUTF8(reply)
 		}
 		for k, v := range want {
 			if doc.Message.Hang[k] != v {
 				t.Errorf("hang.%s = %q, want %q", k, doc.Message.Hang[k], v)
 			}
 		}
-		if out.Latest == nil && out.Snapshot == nil && doc.Message.Call["id"] != validUTF8(callID) {
-			t.Errorf("call.id = %q, want %q", doc.Message.Call["id"], validUTF8(callID))
+		// The messages are the newest of the snapshot's, as many as the output says.
+		var all []json.RawMessage
+		if sp != nil && sp.messages.end != 0 {
+			if err := json.Unmarshal(sp.value(sp.messages), &all); err != nil {
+				t.Fatal(err)
+			}
+		}
+		omitted, _ := doc.Message.Hang["omittedMessages"].(float64)
+		dropped := int(omitted)
+		if sp != nil {
+			dropped -= sp.Omitted()
+		}
+		if (omitted > 0) != (doc.Message.Hang["historyTruncated"] == true) || dropped < 0 || dropped+len(doc.Message.Messages) != len(all) {
+			t.Fatalf("%d messages, %v omitted (retained %d), of %d", len(doc.Message.Messages), omitted, sp.Omitted(), len(all))
+		}
+		for i, m := range doc.Message.Messages {
+			if !bytes.Equal(m, all[dropped+i]) {
+				t.Fatalf("message %d differs", i)
+			}
+		}
+		// The call of the latest event, else the snapshot's, without its messages
+		// member; as a last resort only the call id.
+		var head, tail []byte
+		if lp, ok := out.Latest.(*Payload); ok {
+			head, tail = lp.callParts()
+		}
+		if head == nil && sp != nil {
+			head, tail = sp.callParts()
+		}
+		lastResort := `{"id":` + string(AppendJSONString(nil, callID)) + `}`
+		if wantCall := append(head[:len(head):len(head)], tail...); !bytes.Equal(doc.Message.Call, wantCall) && string(doc.Message.Call) != lastResort {
+			t.Errorf("call %s, want %s", trim(doc.Message.Call), trim(wantCall))
 		}
 	})
 }
@@ -240,7 +556,8 @@ func FuzzAppendOutput(f *testing.F) {
 // validUTF8 replaces each byte of invalid UTF-8 by U+FFFD, as encoding/json does.
 func validUTF8(s string) string { return string([]rune(s)) }
 
-// TestAppendJSONString compares the escaper with encoding/json (HTML escaping off).
+// TestAppendJSONString compares the escaper with encoding/json (HTML escaping off), and
+// jsonStringLen with the escaper.
 func TestAppendJSONString(t *testing.T) {
 	tests := []struct {
 		name string
@@ -268,10 +585,22 @@ func TestAppendJSONString(t *testing.T) {
 			if string(got[1:]) != string(bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
 				t.Errorf("AppendJSONString(%q) = %s, want %s", tt.give, got[1:], want.Bytes())
 			}
+			if n := jsonStringLen(tt.give); n != len(got)-1 {
+				t.Errorf("jsonStringLen(%q) = %d, want %d", tt.give, n, len(got)-1)
+			}
 			var back string
 			if err := json.Unmarshal(got[1:], &back); err != nil {
 				t.Fatalf("not a JSON string: %v", err)
 			}
 		})
 	}
+}
+
+func FuzzJSONStringLen(f *testing.F) {
+	f.Add("a\u2028\xff\x01\"")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := jsonStringLen(s), len(AppendJSONString(nil, s)); got != want {
+			t.Fatalf("jsonStringLen(%q) = %d, want %d", s, got, want)
+		}
+	})
 }

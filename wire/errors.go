@@ -5,46 +5,50 @@ import (
 	"strings"
 )
 
-// Reason says why an event was refused as bad input. Its String is short and stable, so
-// that it can serve as a metric label and as the reason header of a dead letter.
-type Reason uint8
+// Rejection says why an event was refused as bad input (SPEC §5). Its String is short
+// and stable, so that it can serve as a metric label and as the reason header of a dead
+// letter.
+type Rejection uint8
 
-// The reasons of SPEC §5.
+// The rejections of SPEC §5.
 const (
-	// ReasonNone is the zero value, the reason of no error.
-	ReasonNone Reason = iota
-	// ReasonTooLarge: the payload is longer than Limits.MaxBytes.
-	ReasonTooLarge
-	// ReasonNotJSON: the payload is not one valid JSON value.
-	ReasonNotJSON
-	// ReasonTooDeep: objects and arrays nest deeper than Limits.MaxDepth.
-	ReasonTooDeep
-	// ReasonNoMessage: the payload is not an object with a message, or message is null.
-	ReasonNoMessage
-	// ReasonNoCallID: message.call, or call.id, is missing, null or empty.
-	ReasonNoCallID
-	// ReasonMessagesNotArray: the history is present but is not an array.
-	ReasonMessagesNotArray
-	// ReasonWrongType: a field that detection reads has the wrong JSON type.
-	ReasonWrongType
+	// RejectNone is the zero value, the rejection of no error.
+	RejectNone Rejection = iota
+	// RejectTooLarge: the payload is longer than Limits.MaxBytes.
+	RejectTooLarge
+	// RejectNotJSON: the payload is not one valid JSON value.
+	RejectNotJSON
+	// RejectTooDeep: objects and arrays nest deeper than Limits.MaxDepth.
+	RejectTooDeep
+	// RejectNoMessage: the payload is not an object with a message, or message is null.
+	RejectNoMessage
+	// RejectNoCallID: message.call, or call.id, is missing, null or empty.
+	RejectNoCallID
+	// RejectMessagesNotArray: the history is present but is not an array.
+	RejectMessagesNotArray
+	// RejectWrongType: a field that detection reads has the wrong JSON type.
+	RejectWrongType
 )
 
-var reasonNames = [...]string{"none", "too-large", "not-json", "too-deep", "no-message", "no-call-id", "messages-not-array", "wrong-type"}
+var rejectionNames = [...]string{"none", "too-large", "not-json", "too-deep", "no-message", "no-call-id", "messages-not-array", "wrong-type"}
 
-// String returns the reason as a metric label: too-large, not-json, too-deep,
+// NumRejections is one more than the largest Rejection, so that counters indexed by
+// rejection can be arrays.
+const NumRejections = len(rejectionNames)
+
+// String returns the rejection as a metric label: too-large, not-json, too-deep,
 // no-message, no-call-id, messages-not-array or wrong-type.
-func (r Reason) String() string {
-	if int(r) < len(reasonNames) {
-		return reasonNames[r]
+func (r Rejection) String() string {
+	if int(r) < len(rejectionNames) {
+		return rejectionNames[r]
 	}
 	return "unknown"
 }
 
-// Reasons returns every reason of bad input, so that counters can start at zero. It
-// walks the names, so that a new reason needs no third list.
-func Reasons() []Reason {
-	rs := make([]Reason, 0, len(reasonNames)-1)
-	for r := ReasonNone + 1; int(r) < len(reasonNames); r++ {
+// Rejections returns every rejection of bad input, so that counters can start at zero.
+func Rejections() []Rejection {
+	rs := make([]Rejection, 0, NumRejections-1)
+	for r := RejectNone + 1; int(r) < NumRejections; r++ {
 		rs = append(rs, r)
 	}
 	return rs
@@ -56,13 +60,13 @@ var ErrBadInput = errors.New("bad input")
 // BadInputError is the error of an event that cannot be decoded. Detail names the
 // offending field or the byte offset, never a value: transcripts are personal data.
 type BadInputError struct {
-	Reason Reason
-	Detail string
+	Rejection Rejection
+	Detail    string
 }
 
 // Error reads like "decode event: wrong type: message.call.id is a number".
 func (e *BadInputError) Error() string {
-	msg := "decode event: " + strings.ReplaceAll(e.Reason.String(), "-", " ")
+	msg := "decode event: " + strings.ReplaceAll(e.Rejection.String(), "-", " ")
 	if e.Detail != "" {
 		msg += ": " + e.Detail
 	}
@@ -72,15 +76,38 @@ func (e *BadInputError) Error() string {
 // Is reports whether target is ErrBadInput.
 func (e *BadInputError) Is(target error) bool { return target == ErrBadInput }
 
-// BadInputReason returns the reason of a *BadInputError in err's chain.
-func BadInputReason(err error) (Reason, bool) {
+// RejectionOf returns the rejection of a *BadInputError in err's chain.
+func RejectionOf(err error) (Rejection, bool) {
 	var bad *BadInputError
 	if errors.As(err, &bad) {
-		return bad.Reason, true
+		return bad.Rejection, true
 	}
-	return ReasonNone, false
+	return RejectNone, false
 }
 
-// NumReasons is one more than the largest Reason, so that counters indexed by reason
-// can be arrays.
-const NumReasons = len(reasonNames)
+// wrong returns the error of a field at path whose value starts with the byte kind.
+func wrong(r Rejection, path string, kind byte) error {
+	return &BadInputError{Rejection: r, Detail: path + " is " + kindName(kind)}
+}
+
+// kindRange stands for the kind of a number out of the float64 range.
+const kindRange = 'R'
+
+// kindName names the JSON type of a value from its first byte.
+func kindName(c byte) string {
+	switch c {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case kindRange:
+		return "out of range"
+	}
+	return "a number"
+}

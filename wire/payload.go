@@ -1,31 +1,78 @@
 package wire
 
-import "github.com/hangwatch/hangwatch/detector"
+import (
+	"unsafe"
 
-// span is the byte range [start, end) of a JSON value in a payload; the zero span stands
-// for an absent value (no JSON value is empty).
-type span struct{ start, end uint32 }
+	"github.com/hangwatch/hangwatch/detector"
+)
 
-// Payload is a decoded event as its output will carry it: the received bytes and the
-// spans of the values passed through untouched. Decode makes it; it is read-only and
-// safe for concurrent readers.
+// Payload is a decoded event as its outputs will carry it: the received bytes, and the
+// spans of the values passed through untouched. Decode makes it over the received
+// buffer; Retain and RetainCall make compact copies that own their bytes. It is
+// read-only and safe for concurrent readers.
 type Payload struct {
 	data []byte
 
-	// The values of message.call, message.assistant, the history that was decoded,
-	// message.phone, message.customer and message.analysis.
-	call, assistant, messages span
-	phone, customer, analysis span
+	// call is message.call; cut the member messages inside it, with its comma, which an
+	// output leaves out (zero: none). A retained copy holds the call without it.
+	call, cut span
+	// assistant, phone, customer, analysis and phoneNumber are the values of message.*;
+	// messages the array of the history that was read (message.messages, else
+	// message.artifact.messages, else call.messages).
+	assistant, messages                    span
+	phone, customer, analysis, phoneNumber span
 
-	// call.teamId and call.assistantId, for output subjects.
+	// provider and model are the strings of assistant.model, for hang.model.
+	provider, model strRef
+
+	// teamID is call.teamId, else call.orgId; assistantID call.assistantId.
 	teamID, assistantID string
+
+	// omitted is the number of leading messages of the history that a retained copy
+	// left out.
+	omitted int32
 }
 
 var _ detector.Payload = (*Payload)(nil)
 
-// Len is the number of bytes the payload retains.
-func (p *Payload) Len() int { return len(p.data) }
+// Len is the number of bytes the payload retains: its bytes (the received buffer, or
+// a retained copy's own), and itself.
+func (p *Payload) Len() int { return len(p.data) + payloadSize }
 
+const payloadSize = int(unsafe.Sizeof(Payload{}))
+
+// TeamID returns call.teamId, else call.orgId, or "" when the call has neither. It may
+// alias the payload.
+func (p *Payload) TeamID() string { return p.teamID }
+
+// AssistantID returns call.assistantId, or "". It may alias the payload.
+func (p *Payload) AssistantID() string { return p.assistantID }
+
+// Model returns assistant.model.provider and assistant.model.model, "" where the event
+// has none (or not as a string). They may alias the payload.
+func (p *Payload) Model() (provider, model string) {
+	return p.str(p.provider), p.str(p.model)
+}
+
+// Omitted returns the number of leading messages of the history that Retain left out.
+func (p *Payload) Omitted() int { return int(p.omitted) }
+
+func (p *Payload) str(r strRef) string {
+	if !r.ok {
+		return ""
+	}
+	return str(p.data[r.s.start:r.s.end], r.esc)
+}
+
+// raw returns the raw body of a string of the payload, non-nil when it is one.
+func (p *Payload) raw(r strRef) []byte {
+	if !r.ok {
+		return nil
+	}
+	return p.data[r.s.start:r.s.end:r.s.end]
+}
+
+// value returns the raw bytes of a span, or nil when it is absent.
 func (p *Payload) value(s span) []byte {
 	if s.end == 0 {
 		return nil
@@ -33,28 +80,130 @@ func (p *Payload) value(s span) []byte {
 	return p.data[s.start:s.end:s.end]
 }
 
-// Call returns the raw value of message.call (an object in every decoded event), or nil.
-func (p *Payload) Call() []byte { return p.value(p.call) }
+// callParts returns the call object as two runs of bytes, around the messages member
+// it leaves out; nil when the event has no call object.
+func (p *Payload) callParts() (head, tail []byte) {
+	if p.call.end == 0 {
+		return nil, nil
+	}
+	if p.cut.end == 0 {
+		return p.value(p.call), nil
+	}
+	return p.data[p.call.start:p.cut.start:p.cut.start], p.data[p.cut.end:p.call.end:p.call.end]
+}
 
-// Assistant returns the raw value of message.assistant, or nil when absent. Like
-// phone, customer and analysis, it can be any JSON value, null included.
-func (p *Payload) Assistant() []byte { return p.value(p.assistant) }
+// historyFrom returns the history without its first skip elements: the bytes from the
+// first element kept to the end of the array (nil when it keeps none), and the number
+// of elements left out.
+func historyFrom(hist []byte, skip int32) ([]byte, int32) {
+	if hist == nil || skip <= 0 {
+		return hist, 0
+	}
+	var k int32
+	start := -1
+	elements(hist, 0, func(s int) bool {
+		if k == skip {
+			start = s
+			return false
+		}
+		k++
+		return true
+	})
+	switch {
+	case k == 0:
+		return hist, 0 // an empty array
+	case start < 0:
+		return nil, k
+	}
+	return hist[start:], skip
+}
 
-// Messages returns the raw history array that was decoded (message.messages, or
-// call.messages from older producers), or nil when the event carries none.
-func (p *Payload) Messages() []byte { return p.value(p.messages) }
+// Retain returns a compact copy of the payload that holds only what an output carries:
+// the call without its messages member, the assistant, the history from the element at
+// index from of the messages array on (from <= 0: the whole history), phone, customer,
+// analysis and phoneNumber. The copy shares no bytes with p, so that the buffer the event
+// was received in can be freed, and it records how many leading messages it left out
+// (SPEC §2 "Bounds": a newly armed call past the byte budget keeps only the tail of its
+// history). Indexes are those of the array as received: a copy retained again leaves out
+// only the messages it still holds before from.
+func (p *Payload) Retain(from int32) detector.Payload {
+	head, tail := p.callParts()
+	hist, dropped := p.value(p.messages), int32(0)
+	full := true // hist is the whole array, brackets included
+	if from > p.omitted && hist != nil {
+		hist, dropped = historyFrom(hist, from-p.omitted)
+		full = dropped == 0
+	}
+	n := len(head) + len(tail) + len(hist) + len(p.teamID) + len(p.assistantID)
+	for _, s := range [...]span{p.assistant, p.phone, p.customer, p.analysis, p.phoneNumber} {
+		n += s.len()
+	}
+	if !full {
+		n += 2 // "[" before the elements kept, or "[]" for none
+	}
+	b := make([]byte, 0, n)
+	q := &Payload{omitted: p.omitted + dropped}
+	q.call, b = appendSpan(b, head, tail)
+	q.assistant, b = appendSpan(b, p.value(p.assistant), nil)
+	if r := p.provider; r.ok && q.assistant.end != 0 {
+		q.provider = strRef{s: span{r.s.start - p.assistant.start + q.assistant.start, r.s.end - p.assistant.start + q.assistant.start}, esc: r.esc, ok: true}
+	}
+	if r := p.model; r.ok && q.assistant.end != 0 {
+		q.model = strRef{s: span{r.s.start - p.assistant.start + q.assistant.start, r.s.end - p.assistant.start + q.assistant.start}, esc: r.esc, ok: true}
+	}
+	switch {
+	case full:
+		q.messages, b = appendSpan(b, hist, nil)
+	case hist == nil:
+		q.messages, b = appendSpan(b, []byte("[]"), nil)
+	default:
+		q.messages, b = appendSpan(b, []byte("["), hist)
+	}
+	q.phone, b = appendSpan(b, p.value(p.phone), nil)
+	q.customer, b = appendSpan(b, p.value(p.customer), nil)
+	q.analysis, b = appendSpan(b, p.value(p.analysis), nil)
+	q.phoneNumber, b = appendSpan(b, p.value(p.phoneNumber), nil)
+	q.teamID, q.assistantID, b = appendStrings(b, p.teamID, p.assistantID)
+	q.data = b
+	return q
+}
 
-// Phone returns the raw value of message.phone, or nil when absent.
-func (p *Payload) Phone() []byte { return p.value(p.phone) }
+// RetainCall returns a compact copy of the payload that holds only its call object
+// (without its messages member) and the ids read from it: what the latest event of a
+// call gives an output. It shares no bytes with p.
+func (p *Payload) RetainCall() detector.Payload {
+	head, tail := p.callParts()
+	b := make([]byte, 0, len(head)+len(tail)+len(p.teamID)+len(p.assistantID))
+	q := &Payload{}
+	q.call, b = appendSpan(b, head, tail)
+	q.teamID, q.assistantID, b = appendStrings(b, p.teamID, p.assistantID)
+	q.data = b
+	return q
+}
 
-// Customer returns the raw value of message.customer, or nil when absent.
-func (p *Payload) Customer() []byte { return p.value(p.customer) }
+// appendSpan appends a value made of two runs of bytes and returns its span; the zero
+// span when both are nil.
+func appendSpan(b, x, y []byte) (span, []byte) {
+	if x == nil && y == nil {
+		return span{}, b
+	}
+	start := len(b)
+	b = append(append(b, x...), y...)
+	return span{uint32(start), uint32(len(b))}, b
+}
 
-// Analysis returns the raw value of message.analysis, or nil when absent.
-func (p *Payload) Analysis() []byte { return p.value(p.analysis) }
+// appendStrings appends the bytes of two strings to b, which must have room for them,
+// and returns strings over the copies.
+func appendStrings(b []byte, x, y string) (string, string, []byte) {
+	start := len(b)
+	b = append(append(b, x...), y...)
+	return view(b[start : start+len(x)]), view(b[start+len(x):]), b
+}
 
-// TeamID returns call.teamId, or "" when absent. It may alias the payload.
-func (p *Payload) TeamID() string { return p.teamID }
-
-// AssistantID returns call.assistantId, or "" when absent. It may alias the payload.
-func (p *Payload) AssistantID() string { return p.assistantID }
+// view returns a string over b, which must never change.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

@@ -3,11 +3,14 @@ package wire
 import (
 	"encoding/binary"
 	"math/bits"
+	"unsafe"
 )
 
 // This file holds the validating JSON lexer that Decode is built on: an index-based
 // scan over the input, with no recursion and no allocation. Its functions return the
-// index just past what they scanned, or -1 on a syntax error.
+// index just past what they scanned, or -1 on a syntax error. The decoder methods below
+// validate the values that Decode does not read, and read the strings and numbers of
+// those it does.
 
 const (
 	lsb = 0x0101010101010101
@@ -47,9 +50,14 @@ func skipWS(data []byte, i int) int {
 }
 
 func skipWSSlow(data []byte, i int) int {
-	for ; i < len(data); i++ {
+	for i < len(data) {
 		switch data[i] {
 		case ' ', '\n', '\r', '\t':
+			i++
+			// Indentation, a word at a time.
+			for i+8 <= len(data) && word(data, i) == lsb*' ' {
+				i += 8
+			}
 		default:
 			return i
 		}
@@ -57,19 +65,34 @@ func skipWSSlow(data []byte, i int) int {
 	return i
 }
 
+// word returns the eight bytes of data at i as a little-endian word; i+8 must not be
+// past the end of data. It is one load, with no bounds check: the hot loops check
+// i+8 <= len(data) once for the whole word.
+func word(data []byte, i int) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(data)), i))[:])
+}
+
+// at2 returns the two bytes of data at i as a little-endian pair; i+2 must not be past
+// the end of data.
+func at2(data []byte, i int) uint16 {
+	return binary.LittleEndian.Uint16((*[2]byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(data)), i))[:])
+}
+
 // scanString scans the body of a string whose opening quote is at i-1. It returns the
 // index just past the closing quote and whether the body holds a backslash escape.
 // Runs of plain bytes are skipped eight at a time (SWAR, see stopMask).
 func scanString(data []byte, i int) (int, bool) {
 	esc := false
+	n := len(data)
 	for {
-		for ; i+8 <= len(data); i += 8 {
-			if m := stopMask(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+		for i+8 <= n {
+			if m := stopMask(word(data, i)); m != 0 {
 				i += bits.TrailingZeros64(m) >> 3
 				goto stop
 			}
+			i += 8
 		}
-		for ; i < len(data); i++ {
+		for ; i < n; i++ {
 			if strStop[data[i]] {
 				goto stop
 			}
@@ -81,18 +104,7 @@ func scanString(data []byte, i int) (int, bool) {
 			return i + 1, esc
 		case '\\':
 			esc = true
-			if i+1 >= len(data) {
-				return -1, esc
-			}
-			switch data[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(data) || hexVal[data[i+2]]|hexVal[data[i+3]]|hexVal[data[i+4]]|hexVal[data[i+5]] == 0xff {
-					return -1, esc
-				}
-				i += 6
-			default:
+			if i = scanEscape(data, i); i < 0 {
 				return -1, esc
 			}
 		default: // a raw control character
@@ -101,16 +113,34 @@ func scanString(data []byte, i int) (int, bool) {
 	}
 }
 
+// scanEscape scans the escape sequence whose backslash is at i.
+func scanEscape(data []byte, i int) int {
+	if i+1 >= len(data) {
+		return -1
+	}
+	switch data[i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return i + 2
+	case 'u':
+		if i+6 > len(data) || hexVal[data[i+2]]|hexVal[data[i+3]]|hexVal[data[i+4]]|hexVal[data[i+5]] == 0xff {
+			return -1
+		}
+		return i + 6
+	}
+	return -1
+}
+
 // stopMask flags, in bit 7 of each byte lane of x, the bytes that stop a run of plain
 // string bytes: below 0x20, '"' or '\\'. x^0x02 maps the bytes below 0x20 onto
-// themselves and '"' (0x22) to 0x20, so one "less than 0x21" test catches both; a
-// "zero" test catches the backslash. Each test flags its first matching lane exactly
-// (a borrow can only flag lanes above a true match), so the lowest flagged lane of the
-// union is the first stop byte.
+// themselves and '"' (0x22) to 0x20, so one "less than 0x21" subtraction catches both;
+// another catches the backslash (x^'\\' is zero). A lane below a match never borrows, so
+// the lowest lane flagged is the first stop byte; the bytes from 0x80 up, which borrow
+// nothing either but may set bit 7 in the differences, are masked out by ^x (neither
+// xor changes bit 7).
 func stopMask(x uint64) uint64 {
-	y := x ^ (lsb * 0x02)
-	b := x ^ (lsb * '\\')
-	return (((y - lsb*0x21) &^ y) | ((b - lsb) &^ b)) & msb
+	quote := (x ^ (lsb * 0x02)) - lsb*0x21
+	backslash := (x ^ (lsb * '\\')) - lsb
+	return (quote | backslash) &^ x & msb
 }
 
 // scanNumber scans a number that starts at i: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -131,12 +161,17 @@ func scanNumber(data []byte, i int) int {
 	default:
 		return -1
 	}
+	return scanFraction(data, i)
+}
+
+// scanFraction scans the fraction and the exponent, if any, of a number whose integer
+// part ends at i.
+func scanFraction(data []byte, i int) int {
+	n := len(data)
 	if i < n && data[i] == '.' {
 		i++
 		j := i
-		for i < n && data[i]-'0' <= 9 {
-			i++
-		}
+		i = skipDigits(data, i)
 		if i == j {
 			return -1
 		}
@@ -147,9 +182,7 @@ func scanNumber(data []byte, i int) int {
 			i++
 		}
 		j := i
-		for i < n && data[i]-'0' <= 9 {
-			i++
-		}
+		i = skipDigits(data, i)
 		if i == j {
 			return -1
 		}
@@ -198,4 +231,500 @@ func scanNull(data []byte, i int) int {
 		return i + 4
 	}
 	return -1
+}
+
+// at returns data[i], or 0 past the end.
+func at(data []byte, i int) byte {
+	if i < len(data) {
+		return data[i]
+	}
+	return 0
+}
+
+// state is what a field that detection reads turned out to be. Since the last of
+// duplicate keys wins, each field keeps its own state, judged once the event is read.
+type state uint8
+
+const (
+	stAbsent state = iota // missing, or null
+	stOK
+	stBad // a JSON type that the field cannot have
+)
+
+// field is the state of one field and, when bad, the first byte of its value (which
+// names its JSON type in the error).
+type field struct {
+	st   state
+	kind byte
+}
+
+// span is the byte range [start, end) of a JSON value in a payload; the zero span stands
+// for an absent value (no JSON value is empty).
+type span struct{ start, end uint32 }
+
+func (s span) len() int { return int(s.end - s.start) }
+
+// syntax records a syntax error at i and returns -1, which callers pass up.
+func (d *decoder) syntax(i int) int {
+	d.fail, d.failAt = RejectNotJSON, i
+	return -1
+}
+
+// tooDeep records a container at i nested too deep and returns -1.
+func (d *decoder) tooDeep(i int) int {
+	d.fail, d.failAt = RejectTooDeep, i
+	return -1
+}
+
+// enter checks that a container opened at i, inside depth open containers, is allowed.
+func (d *decoder) enter(i, depth int) bool {
+	if depth >= d.maxDepth {
+		d.tooDeep(i)
+		return false
+	}
+	return true
+}
+
+// first steps into the container opened at i (already entered): it returns the index
+// of its first key or value and true, or the index past an empty container and false.
+func (d *decoder) first(i int, closing byte) (int, bool) {
+	i = skipWS(d.data, i+1)
+	if i < len(d.data) && d.data[i] == closing {
+		return i + 1, false
+	}
+	return i, true
+}
+
+// next steps over the white space and the comma or the closing byte after a value in a
+// container. It returns the index of the next value (or key) and true, or the index past
+// the container and false.
+func (d *decoder) next(i int, closing byte) (int, bool) {
+	data := d.data
+	if i < len(data) && data[i] == ',' {
+		return skipWS(data, i+1), true
+	}
+	i = skipWS(data, i)
+	if i < len(data) {
+		if data[i] == ',' {
+			return skipWS(data, i+1), true
+		}
+		if data[i] == closing {
+			return i + 1, false
+		}
+	}
+	return d.syntax(i), false
+}
+
+// member scans `"key":` at i and returns the key, for comparison only (it may live in
+// d.buf or alias data), and the index of the value. A plain key is scanned inline, a
+// word at a time.
+func (d *decoder) member(i int) (string, int) {
+	data := d.data
+	n := len(data)
+	if i+9 <= n && data[i] == '"' {
+		j := i + 1
+		for j+8 <= n {
+			if m := stopMask(word(data, j)); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				if data[j] != '"' {
+					break // an escape, or an error
+				}
+				key := unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(data)), i+1)), j-i-1)
+				if j+1 < n && data[j+1] == ':' {
+					return key, skipWS(data, j+2)
+				}
+				return key, d.colon(j + 1)
+			}
+			j += 8
+		}
+	}
+	if i >= n || data[i] != '"' {
+		return "", d.syntax(i)
+	}
+	end, esc := scanString(data, i+1)
+	if end < 0 {
+		return "", d.syntax(i)
+	}
+	key := cmpStr(data[i+1:end-1], esc, &d.buf)
+	if end < n && data[end] == ':' {
+		return key, skipWS(data, end+1)
+	}
+	return key, d.colon(end)
+}
+
+// skipKey scans `"key":` at i and returns the index of the value. The key is scanned
+// inline, eight bytes at a time, as keys are most of the strings of an event.
+func (d *decoder) skipKey(i int) int {
+	data := d.data
+	if i >= len(data) || data[i] != '"' {
+		return d.syntax(i)
+	}
+	j := i + 1
+	for j+8 <= len(data) {
+		m := stopMask(binary.LittleEndian.Uint64(data[j:]))
+		if m == 0 {
+			j += 8
+			continue
+		}
+		j += bits.TrailingZeros64(m) >> 3
+		if data[j] != '"' {
+			break // an escape, or an error: the general scan decides
+		}
+		if j+1 < len(data) && data[j+1] == ':' {
+			return skipWS(data, j+2)
+		}
+		return d.colon(j + 1)
+	}
+	end, _ := scanString(data, i+1)
+	if end < 0 {
+		return d.syntax(i)
+	}
+	return d.colon(end)
+}
+
+// colon scans the white space and the colon after a key at i and returns the index of
+// the value.
+func (d *decoder) colon(i int) int {
+	data := d.data
+	i = skipWS(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return d.syntax(i)
+	}
+	return skipWS(data, i+1)
+}
+
+// open begins the value at i, inside depth open containers, that must be a container
+// opened by the byte open. When it is one, and may be entered, open sets f to present
+// and returns true: the caller decodes the container from i. Otherwise it sets f to
+// absent (null) or wrong (anything else), skips the value and returns false with the
+// index past it, or -1 on an error.
+func (d *decoder) open(i, depth int, open byte, f *field) (int, bool) {
+	switch c := at(d.data, i); c {
+	case open:
+		if !d.enter(i, depth) {
+			return -1, false
+		}
+		*f = field{st: stOK}
+		return i, true
+	case 'n':
+		*f = field{}
+		if j := scanNull(d.data, i); j >= 0 {
+			return j, false
+		}
+		return d.syntax(i), false
+	default:
+		*f = field{stBad, c}
+		return d.skipValue(i, depth), false
+	}
+}
+
+// stringValue reads a string-or-null field at i. It returns the string body, whether it
+// has escapes, and the index past the value; f is set to the field's state. The body is
+// nil unless the value is a string, so that a null or bad field reads as "".
+func (d *decoder) stringValue(i, depth int, f *field) ([]byte, bool, int) {
+	data := d.data
+	if i < len(data) {
+		switch data[i] {
+		case '"':
+			end, esc := scanString(data, i+1)
+			if end < 0 {
+				return nil, false, d.syntax(i)
+			}
+			*f = field{st: stOK}
+			return data[i+1 : end-1 : end-1], esc, end
+		case 'n':
+			*f = field{}
+			j := scanNull(data, i)
+			if j < 0 {
+				return nil, false, d.syntax(i)
+			}
+			return nil, false, j
+		}
+	}
+	*f = field{stBad, at(data, i)}
+	return nil, false, d.skipValue(i, depth)
+}
+
+// timeValue reads a timestamp-or-null field at i (SPEC §1: Unix milliseconds, or seconds
+// below 1e11). It returns the time (0 when absent) and the index past the value; f is
+// set to the field's state, bad with kindRange for a number out of the float64 range.
+func (d *decoder) timeValue(i, depth int, f *field) (int64, int) {
+	data := d.data
+	switch c := at(data, i); {
+	case c == '-' || c-'0' <= 9:
+		j := scanNumber(data, i)
+		if j < 0 {
+			return 0, d.syntax(i)
+		}
+		t, ok := parseTime(data[i:j])
+		if !ok {
+			*f = field{stBad, kindRange}
+			return 0, j
+		}
+		*f = field{st: stOK}
+		return t, j
+	case c == 'n':
+		*f = field{}
+		if j := scanNull(data, i); j >= 0 {
+			return 0, j
+		}
+		return 0, d.syntax(i)
+	default:
+		*f = field{stBad, c}
+		return 0, d.skipValue(i, depth)
+	}
+}
+
+// spanValue validates the value at i and records its span.
+func (d *decoder) spanValue(i, depth int, s *span) int {
+	j := d.skipValue(i, depth)
+	if j >= 0 {
+		*s = span{uint32(i), uint32(j)}
+	}
+	return j
+}
+
+// skipValue validates the value at i, inside depth open containers, and returns the
+// index past it. It is the hot loop of Decode (most of an event is values that detection
+// does not read), so it keeps the kind of each open container in a bit stack instead of
+// recursing, and scans plain keys and integers inline, a word at a time.
+func (d *decoder) skipValue(i, depth int) int {
+	data := d.data
+	n := len(data)
+	base := depth
+	obj := false
+	// kinds holds a bit per open container below depth base+64, set for an object;
+	// deeper ones go to d.deep.
+	var kinds uint64
+	key := false // a key comes first, at i
+	for {
+		if key {
+			// A plain key is scanned here, a word at a time; skipKey takes the rest.
+			if i+9 <= n && data[i] == '"' {
+				j := i + 1
+				for j+8 <= n {
+					if m := stopMask(word(data, j)); m != 0 {
+						j += bits.TrailingZeros64(m) >> 3
+						if j+1 < n && at2(data, j) == '"'|':'<<8 {
+							i = skipWS(data, j+2)
+							goto value
+						}
+						break
+					}
+					j += 8
+				}
+			}
+			if i = d.skipKey(i); i < 0 {
+				return i
+			}
+		}
+	value:
+		// A value at i.
+		if i >= n {
+			return d.syntax(i)
+		}
+		switch c := data[i]; c {
+		case '"':
+			j, _ := scanString(data, i+1)
+			if j < 0 {
+				return d.syntax(i)
+			}
+			i = j
+		case '0':
+			if j := i + 1; j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
+				if j = scanFraction(data, j); j < 0 {
+					return d.syntax(i)
+				}
+				i = j
+			} else {
+				i = j
+			}
+		case '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			// An integer, as nearly every number is; scanNumber takes the rest.
+			j := i + 1
+			if j+8 <= n {
+				if m := nonDigitMask(word(data, j)); m != 0 {
+					j += bits.TrailingZeros64(m) >> 3
+				} else {
+					j = skipDigits(data, j+8)
+				}
+			} else {
+				j = skipDigits(data, j)
+			}
+			if j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
+				if j = scanFraction(data, j); j < 0 {
+					return d.syntax(i)
+				}
+			}
+			i = j
+		case '{', '[':
+			if depth >= d.maxDepth {
+				return d.tooDeep(i)
+			}
+			if rel := uint(depth - base); rel < 64 {
+				if obj {
+					kinds |= 1 << rel
+				} else {
+					kinds &^= 1 << rel
+				}
+			} else {
+				d.pushDeep(rel-64, obj)
+			}
+			depth++
+			obj = c == '{'
+			i = skipWS(data, i+1)
+			if i < n && data[i] == c+2 { // '}' or ']'
+				i++
+				depth--
+				obj = d.kindAt(kinds, depth-base)
+				break
+			}
+			key = obj
+			continue
+		case 't', 'f', 'n':
+			j := scanLiteral(data, i)
+			if j < 0 {
+				return d.syntax(i)
+			}
+			i = j
+		default:
+			j := scanNumber(data, i)
+			if j < 0 {
+				return d.syntax(i)
+			}
+			i = j
+		}
+		// After a value: close containers until one continues.
+		for {
+			if depth == base {
+				return i
+			}
+			if i >= n {
+				return d.syntax(i)
+			}
+			c := data[i]
+			if c != ',' {
+				if c <= ' ' {
+					if i = skipWSSlow(data, i); i >= n {
+						return d.syntax(i)
+					}
+					c = data[i]
+				}
+				if c != ',' {
+					if (obj && c == '}') || (!obj && c == ']') {
+						i++
+						depth--
+						obj = d.kindAt(kinds, depth-base)
+						continue
+					}
+					return d.syntax(i)
+				}
+			}
+			i = skipWS(data, i+1)
+			key = obj
+			break
+		}
+	}
+}
+
+// kindAt reports whether the container at depth rel above the base of skipValue is an
+// object, from the bits of skipValue or, deeper, d.deep.
+func (d *decoder) kindAt(kinds uint64, rel int) bool {
+	if uint(rel) < 64 {
+		return kinds>>uint(rel)&1 != 0
+	}
+	u := uint(rel) - 64
+	return d.deep[u>>6]>>(u&63)&1 != 0
+}
+
+// pushDeep records the kind of the container at depth 64+u above the base of skipValue.
+func (d *decoder) pushDeep(u uint, obj bool) {
+	for uint(len(d.deep))*64 <= u {
+		d.deep = append(d.deep, 0)
+	}
+	bit := uint64(1) << (u & 63)
+	if obj {
+		d.deep[u>>6] |= bit
+	} else {
+		d.deep[u>>6] &^= bit
+	}
+}
+
+// skipValid returns the index past the value at i of a text already validated (a
+// retained payload): it only follows strings and brackets, and looks for them a word at a
+// time (see structMask).
+func skipValid(data []byte, i int) int {
+	n := len(data)
+	switch data[i] {
+	case '"':
+		j, _ := scanString(data, i+1)
+		return j
+	case '{', '[':
+	default:
+		// A number or a literal: it ends at a delimiter.
+		for i < n {
+			switch data[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+	depth := 0
+	for i < n {
+		for i+8 <= n {
+			if m := structMask(word(data, i)); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= n {
+			break
+		}
+		switch data[i] {
+		case '"':
+			i, _ = scanString(data, i+1)
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+		i++
+	}
+	return n
+}
+
+// structMask flags, in bit 7 of each byte lane of x, the quotes and brackets, and
+// also Y, y, _ and DEL, which are found only inside strings in valid JSON (and the
+// scan jumps over strings): a byte with the bits of 0x26 cleared is 0x59 for all of
+// "[]{}" and those four alone. Like stopMask, the lowest lane flagged is exact.
+func structMask(x uint64) uint64 {
+	y := x&^(lsb*0x26) ^ lsb*0x59
+	q := x ^ lsb*'"'
+	return ((y-lsb)&^y | (q-lsb)&^q) & msb
+}
+
+// elements calls f with the start of each element of the validated array at i, in
+// order, until f returns false; it returns the index of the array's closing bracket, or
+// -1 when f stopped it.
+func elements(data []byte, i int, f func(start int) bool) int {
+	i = skipWS(data, i+1)
+	if data[i] == ']' {
+		return i
+	}
+	for {
+		if !f(i) {
+			return -1
+		}
+		i = skipWS(data, skipValid(data, i))
+		if data[i] == ']' {
+			return i
+		}
+		i = skipWS(data, i+1) // the comma
+	}
 }

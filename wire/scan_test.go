@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -21,6 +24,7 @@ func lane(m uint64) int { return bits.TrailingZeros64(m) >> 3 }
 
 func isStop(c byte) bool   { return c < 0x20 || c == '"' || c == '\\' }
 func notDigit(c byte) bool { return c < '0' || c > '9' }
+func isStruct(c byte) bool { return strings.IndexByte("\"[]{}Yy_\x7f", c) >= 0 }
 
 // TestMasks checks the SWAR masks against a byte loop: every byte value in every lane
 // over a background of every other byte value, then random words biased to the
@@ -33,6 +37,9 @@ func TestMasks(t *testing.T) {
 		if got, want := lane(nonDigitMask(x)), firstLane(x, notDigit); got != want {
 			t.Fatalf("nonDigitMask(%#016x): first lane %d, want %d", x, got, want)
 		}
+		if got, want := lane(structMask(x)), firstLane(x, isStruct); got != want {
+			t.Fatalf("structMask(%#016x): first lane %d, want %d", x, got, want)
+		}
 	}
 	for bg := range 256 {
 		for c := range 256 {
@@ -44,7 +51,7 @@ func TestMasks(t *testing.T) {
 			}
 		}
 	}
-	pick := []byte{0, 0x1f, 0x20, 0x21, 0x22, 0x23, '/', '0', '9', ':', 0x5b, '\\', 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xfa, 0xff}
+	pick := []byte{0, 0x1f, 0x20, 0x21, 0x22, 0x23, '/', '0', '9', ':', 0x5b, '\\', 0x5d, 0x7f, 0x80, 0xa2, 0xdc, 0xfa, 0xff, '{', '}', 'y', 'Y', '_', 0x7b, 0xdb}
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 1_000_000 {
 		var b [8]byte
@@ -56,5 +63,44 @@ func TestMasks(t *testing.T) {
 			}
 		}
 		check(binary.LittleEndian.Uint64(b[:]))
+	}
+}
+
+// TestInteger checks the word-at-a-time digits against strconv, for every length and
+// digits at every position, and that a non-digit anywhere is refused.
+func TestInteger(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n <= 16; n++ {
+		for range 2000 {
+			b := make([]byte, n)
+			for k := range b {
+				b[k] = '0' + byte(r.IntN(10))
+			}
+			want, _ := strconv.ParseInt(string(b), 10, 64)
+			if got, ok := integer(b); !ok || got != want {
+				t.Fatalf("integer(%q) = %d, %v; want %d", b, got, ok, want)
+			}
+			k := r.IntN(n)
+			b[k] = []byte{'.', 'e', 'E', '-', '+', '/', ':', 0xb0}[r.IntN(8)]
+			if got, ok := integer(b); ok {
+				t.Fatalf("integer(%q) = %d, want refused", b, got)
+			}
+		}
+	}
+}
+
+func TestASCII(t *testing.T) {
+	for n := range 40 {
+		b := bytes.Repeat([]byte{'a'}, n)
+		if !ascii(b) {
+			t.Fatalf("ascii(%q) = false", b)
+		}
+		for k := range n {
+			c := bytes.Clone(b)
+			c[k] = 0x80
+			if ascii(c) {
+				t.Fatalf("ascii(%q) = true", c)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/internal/subject"
 )
 
 func TestSubjectTemplateRender(t *testing.T) {
@@ -17,6 +18,7 @@ func TestSubjectTemplateRender(t *testing.T) {
 	}{
 		{give: DefaultHangSubject, callID: "c1", teamID: "t1", want: "voice.hang.t1.c1"},
 		{give: DefaultResolvedSubject, callID: "c1", want: "voice.hang-resolved._.c1"},
+		{give: DefaultUnresolvedSubject, callID: "c1", teamID: "o.1", want: "voice.hang-unresolved.o_1.c1"},
 		{give: "hang.{assistantId}.{teamId}.{callId}", callID: "c.1", teamID: "t*1", assistantID: "a>1", want: "hang.a_1.t_1.c_1"},
 		{give: "x.call-{callId}-end", callID: "a b\tc\x00d\u00a0e\u3000f\x7fg\u0085h", want: "x.call-a_b_c_d_e_f_g_h-end"},
 		{give: "x.{callId}", callID: "é\xff€", want: "x.é_€"},
@@ -66,7 +68,8 @@ func TestParseSubjectTemplateErrors(t *testing.T) {
 }
 
 func TestSubject(t *testing.T) {
-	snap := decodeFixture(t, "06-conversation-update-user-3.json")
+	snap := decodeFixture(t, "webhook", "06-conversation-update-user-3.json")
+	vapi := decodeFixture(t, "vapi", "03-conversation-update-user-1.json")
 	var latest detector.Event
 	if err := Decode(&latest, []byte(ev(`{"call":{"id":"c1","assistantId":"a.2"}}`)), DefaultLimits()); err != nil {
 		t.Fatal(err)
@@ -83,6 +86,8 @@ func TestSubject(t *testing.T) {
 		{name: "latest, falling back to the snapshot", give: detector.Output{Snapshot: snap.Payload, Latest: latest.Payload}, want: "hang.team-7a31c9.a_2.c1"},
 		{name: "snapshot only", give: detector.Output{Snapshot: snap.Payload}, want: "hang.team-7a31c9.asst-42e1b0.c1"},
 		{name: "no payload", give: detector.Output{}, want: "hang._._.c1"},
+		{name: "orgId for a team", give: detector.Output{Snapshot: vapi.Payload}, want: "hang.8e1f6a3c-27d4-4b9a-9c5e-3a7d0b2e6f18.5b9d2e7a-4c1f-4e8b-a3d6-0f7c9e1a2b45.c1"},
+		{name: "a retained copy", give: detector.Output{Snapshot: vapi.Payload.(*Payload).Retain(2), Latest: vapi.Payload.(*Payload).RetainCall()}, want: "hang.8e1f6a3c-27d4-4b9a-9c5e-3a7d0b2e6f18.5b9d2e7a-4c1f-4e8b-a3d6-0f7c9e1a2b45.c1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +102,7 @@ func TestSubjectTemplateWildcard(t *testing.T) {
 	tests := []struct{ give, want string }{
 		{DefaultHangSubject, "voice.hang.*.*"},
 		{DefaultResolvedSubject, "voice.hang-resolved.*.*"},
+		{DefaultUnresolvedSubject, "voice.hang-unresolved.*.*"},
 		{"alerts.hang", "alerts.hang"},
 		{"t-{teamId}.x.{callId}-{assistantId}", "*.x.*"},
 	}
@@ -150,8 +156,8 @@ func TestRenderBoundsLongValues(t *testing.T) {
 	if !utf8.ValidString(a) || ValidateSubject(a) != nil || strings.Count(a, ".") != 3 {
 		t.Errorf("rendered %q is not a valid subject of four tokens", a)
 	}
-	if got := tmpl.Render(strings.Repeat("c", maxValueBytes), "t", ""); got != "voice.hang.t."+strings.Repeat("c", maxValueBytes) {
-		t.Errorf("a value of exactly %d bytes was changed: %q", maxValueBytes, got)
+	if got := tmpl.Render(strings.Repeat("c", subject.MaxValueBytes), "t", ""); got != "voice.hang.t."+strings.Repeat("c", subject.MaxValueBytes) {
+		t.Errorf("a value of exactly %d bytes was changed: %q", subject.MaxValueBytes, got)
 	}
 }
 

@@ -71,11 +71,24 @@ func str(raw []byte, esc bool) string {
 	if len(raw) == 0 {
 		return ""
 	}
-	if !esc && utf8.Valid(raw) {
+	if !esc && (ascii(raw) || utf8.Valid(raw)) {
 		return unsafe.String(&raw[0], len(raw))
 	}
 	b := unquote(make([]byte, 0, len(raw)+utf8.UTFMax), raw)
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// ascii reports whether b is ASCII, a word at a time.
+func ascii(b []byte) bool {
+	var acc uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		acc |= word(b, i)
+	}
+	for ; i < len(b); i++ {
+		acc |= uint64(b[i])
+	}
+	return acc&msb == 0
 }
 
 // cmpMaxRaw bounds the raw length of a string that can equal one of the short names

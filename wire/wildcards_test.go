@@ -7,23 +7,29 @@ import (
 
 func TestOutputWildcards(t *testing.T) {
 	tests := []struct {
-		name           string
-		hang, resolved string
-		want           []string
+		name string
+		give []string
+		want []string
 	}{
-		{name: "defaults", hang: DefaultHangSubject, resolved: DefaultResolvedSubject, want: []string{"voice.hang.*.*", "voice.hang-resolved.*.*"}},
-		{name: "same wildcard", hang: "hw.{callId}", resolved: "hw.{teamId}", want: []string{"hw.*"}},
-		{name: "same template", hang: "hw.{teamId}.{callId}", resolved: "hw.{teamId}.{callId}", want: []string{"hw.*.*"}},
-		{name: "resolved narrower", hang: "hw.{callId}", resolved: "hw.resolved", want: []string{"hw.*"}},
-		{name: "hang narrower", hang: "hw.hang", resolved: "hw.{callId}", want: []string{"hw.*"}},
-		{name: "apart", hang: "a.{callId}", resolved: "b.{callId}", want: []string{"a.*", "b.*"}},
-		{name: "other depth", hang: "hw.{callId}", resolved: "hw.{teamId}.{callId}", want: []string{"hw.*", "hw.*.*"}},
+		{name: "defaults", give: []string{DefaultHangSubject, DefaultResolvedSubject, DefaultUnresolvedSubject},
+			want: []string{"voice.hang.*.*", "voice.hang-resolved.*.*", "voice.hang-unresolved.*.*"}},
+		{name: "same wildcard", give: []string{"hw.{callId}", "hw.{teamId}", "hw.{assistantId}"}, want: []string{"hw.*"}},
+		{name: "same template", give: []string{"hw.{teamId}.{callId}", "hw.{teamId}.{callId}"}, want: []string{"hw.*.*"}},
+		{name: "resolved narrower", give: []string{"hw.{callId}", "hw.resolved", "hw.unresolved"}, want: []string{"hw.*"}},
+		{name: "hang narrower", give: []string{"hw.hang", "hw.{callId}", "other.{callId}"}, want: []string{"hw.*", "other.*"}},
+		{name: "apart", give: []string{"a.{callId}", "b.{callId}", "c.{callId}"}, want: []string{"a.*", "b.*", "c.*"}},
+		{name: "other depth", give: []string{"hw.{callId}", "hw.{teamId}.{callId}"}, want: []string{"hw.*", "hw.*.*"}},
+		{name: "one", give: []string{"hw.{callId}"}, want: []string{"hw.*"}},
+		{name: "none", give: nil, want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hang, resolved := MustParseSubjectTemplate(tt.hang), MustParseSubjectTemplate(tt.resolved)
-			if got := OutputWildcards(hang, resolved); !slices.Equal(got, tt.want) {
-				t.Errorf("OutputWildcards(%q, %q) = %q, want %q", tt.hang, tt.resolved, got, tt.want)
+			var tmpls []SubjectTemplate
+			for _, s := range tt.give {
+				tmpls = append(tmpls, MustParseSubjectTemplate(s))
+			}
+			if got := OutputWildcards(tmpls...); !slices.Equal(got, tt.want) {
+				t.Errorf("OutputWildcards(%q) = %q, want %q", tt.give, got, tt.want)
 			}
 		})
 	}
