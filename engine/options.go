@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"runtime"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -9,51 +9,102 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 )
 
-// DefaultMaxCalls is the default of --max-calls.
-const DefaultMaxCalls = 1_000_000
-
-// DefaultQueue is the default number of events a shard holds before delivery blocks.
-const DefaultQueue = 4096
+// Defaults of the engine's bounds (SPEC §2, Bounds).
+const (
+	// DefaultMaxCalls is the default of --max-calls: live calls held at once.
+	DefaultMaxCalls = 1_000_000
+	// DefaultMaxEnded is the default of --max-ended: ended calls remembered.
+	DefaultMaxEnded = 1_000_000
+	// DefaultMaxRetainedBytes is the default of --max-retained-bytes: 1 GiB.
+	DefaultMaxRetainedBytes = 1 << 30
+	// DefaultInflightBytes bounds the bytes of the messages in the engine's pipeline:
+	// past it, the source waits and the input backs up in NATS.
+	DefaultInflightBytes = 64 << 20
+	// DefaultDepth bounds the number of messages in the pipeline.
+	DefaultDepth = 8192
+)
 
 type options struct {
-	cfg      detector.Config
-	clock    clock.Clock
-	log      *zap.Logger
-	shards   int
-	maxCalls int64
-	queue    int
+	cfg             detector.Config
+	thresholds      Thresholds
+	clock           clock.Clock
+	wall            func() time.Time
+	log, limited    *zap.Logger
+	shards, workers int
+	maxCalls        int64
+	maxCallsPerTeam int64
+	maxEnded        int
+	maxRetained     int64
+	inflight        int64
+	depth           int
 }
 
 func defaultOptions() options {
 	return options{
-		cfg:      detector.DefaultConfig(),
-		clock:    clock.Real(),
-		log:      zap.NewNop(),
-		shards:   runtime.GOMAXPROCS(0),
-		maxCalls: DefaultMaxCalls,
-		queue:    DefaultQueue,
+		cfg:         detector.DefaultConfig(),
+		clock:       clock.Real(),
+		log:         zap.NewNop(),
+		shards:      defaultShards(),
+		workers:     defaultShards(),
+		maxCalls:    DefaultMaxCalls,
+		maxEnded:    DefaultMaxEnded,
+		maxRetained: DefaultMaxRetainedBytes,
+		inflight:    DefaultInflightBytes,
+		depth:       DefaultDepth,
 	}
 }
 
 // Option configures an Engine.
 type Option func(*options)
 
-// WithConfig sets the detection thresholds (default detector.DefaultConfig).
+// WithConfig sets the detection thresholds and bounds (default detector.DefaultConfig).
+// They apply to every call unless WithThresholds says otherwise for its team or
+// assistant.
 func WithConfig(cfg detector.Config) Option { return func(o *options) { o.cfg = cfg } }
 
+// WithThresholds sets per team and assistant thresholds (default: the configuration's,
+// for every call).
+func WithThresholds(t Thresholds) Option { return func(o *options) { o.thresholds = t } }
+
 // WithClock sets the clock (default the real clock). Tests pass a clockwork FakeClock.
+// Deadlines run on its monotonic reading.
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithWall sets how the wall clock is read, to interpret message timestamps and stamp
+// outputs (default the clock's Now). Tests step it to show that deadlines do not follow.
+func WithWall(wall func() time.Time) Option { return func(o *options) { o.wall = wall } }
 
 // WithLogger sets the logger (default a no-op logger).
 func WithLogger(l *zap.Logger) Option { return func(o *options) { o.log = l } }
 
+// WithLimitedLogger sets the logger of what a publisher can flood: bad input, refused
+// calls, publish errors (default the logger). The caller makes it rate-limited.
+func WithLimitedLogger(l *zap.Logger) Option { return func(o *options) { o.limited = l } }
+
 // WithShards sets the number of shards (default GOMAXPROCS; values below 1 mean 1).
 func WithShards(n int) Option { return func(o *options) { o.shards = max(n, 1) } }
 
-// WithMaxCalls sets how many calls the engine holds at most (default DefaultMaxCalls):
-// past it, events of new calls are refused while known calls keep working.
+// WithDecoders sets the number of decode workers (default GOMAXPROCS; at least 1).
+func WithDecoders(n int) Option { return func(o *options) { o.workers = max(n, 1) } }
+
+// WithMaxCalls sets how many live calls the engine holds at most (default
+// DefaultMaxCalls): past it, events of new calls are refused while known calls keep
+// working. Ended calls do not count.
 func WithMaxCalls(n int64) Option { return func(o *options) { o.maxCalls = n } }
 
-// WithQueue sets how many events each shard holds before delivery blocks (default
-// DefaultQueue).
-func WithQueue(n int) Option { return func(o *options) { o.queue = max(n, 0) } }
+// WithMaxCallsPerTeam sets how many live calls one team may hold (default 0: no limit).
+func WithMaxCallsPerTeam(n int64) Option { return func(o *options) { o.maxCallsPerTeam = n } }
+
+// WithMaxEnded sets how many ended calls are remembered (default DefaultMaxEnded).
+func WithMaxEnded(n int) Option { return func(o *options) { o.maxEnded = max(n, 1) } }
+
+// WithMaxRetainedBytes sets the budget of the bytes calls keep for their outputs
+// (default DefaultMaxRetainedBytes): past it, a newly armed call keeps only the tail of
+// its history.
+func WithMaxRetainedBytes(n int64) Option { return func(o *options) { o.maxRetained = n } }
+
+// WithInflight bounds the messages in the pipeline, in bytes and in number (defaults
+// DefaultInflightBytes and DefaultDepth).
+func WithInflight(bytes int64, depth int) Option {
+	return func(o *options) { o.inflight, o.depth = max(bytes, 1), max(depth, 1) }
+}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -10,50 +9,59 @@ import (
 	"github.com/hangwatch/hangwatch/detector"
 )
 
-// item is what a shard receives: an event, or a barrier (Sync, or the release of held
-// deadlines after a replay). Both travel through one channel so that a barrier passes
-// only after the events delivered before it.
-type item struct {
-	ev      *detector.Event
-	synced  chan struct{} // closed once the barrier is handled
-	release bool          // the replay is over: fire what is due and go live
-}
-
-// shard owns a share of the calls. Only its goroutine touches its calls and scheduler.
+// shard owns a share of the calls. Only its goroutine touches its calls, tombs and
+// scheduler.
 type shard struct {
 	e      *Engine
-	in     chan item
-	stop   chan struct{} // closed when the source has returned
+	q      *queue
 	exited chan struct{} // closed when run returns
 	sched  *clock.Scheduler
 	calls  map[string]uint32 // call id → slot
 	slots  []slot            // indexed by slot; a slot is also the call's scheduler id
 	free   []uint32          // slots to reuse
+	tombs  *tombs
 	fire   func(id uint32, at int64)
 	stats  counters
-	// held holds every deadline while a replay is applied: the wheel stays where it is
-	// and the timer is off, until a release barrier.
-	held bool
 
-	// now is the time the ticks of the Advance under way use, read from the clock at
-	// most once per Advance; 0 until read.
+	// evidence is how far the input has caught up, as far as this shard knows: every
+	// message accepted before it has been applied here. No deadline after it fires.
+	evidence int64
+	// requested is the latest time a mark was asked for; a blocked deadline asks once.
+	requested int64
+	// held counts the holds in force (replays, takeovers): no deadline fires meanwhile.
+	held int
+	// overdue says that a deadline may be due and covered by the evidence without the
+	// evidence having moved: one that a release lets fire, or one that an event moved
+	// back into the past. It fires before the next item is applied.
+	overdue bool
+
+	// now is the time the ticks of the advance under way measure to.
 	now int64
 }
 
 // slot is a call held by a shard.
 type slot struct {
-	id   string
-	call detector.Call
+	id        string
+	team      *team
+	partition int32
+	// rebuilt says the call was made from stored state (under a hold), until it is
+	// next idle: its outputs may have gone out before.
+	rebuilt bool
+	// shape follows whether the call's histories hold anything detection reads (SPEC
+	// §5): recognised once one does; shapeless counts those that did not before that.
+	recognised, reported bool
+	shapeless            uint8
+	call                 detector.Call
 }
 
 func newShard(e *Engine) *shard {
 	s := &shard{
 		e:      e,
-		in:     make(chan item, e.queue),
-		stop:   make(chan struct{}),
+		q:      newQueue(),
 		exited: make(chan struct{}),
-		sched:  clock.NewScheduler(e.clock),
+		sched:  clock.NewSchedulerOn(e.mono, 0),
 		calls:  make(map[string]uint32),
+		tombs:  newTombs(e.maxEnded / len(e.shards)),
 	}
 	s.fire = s.tick
 	return s
@@ -62,127 +70,227 @@ func newShard(e *Engine) *shard {
 func (s *shard) run() {
 	defer close(s.exited)
 	defer s.sched.Stop()
+	var buf []item
 	for {
-		var timer <-chan time.Time
-		if !s.held {
-			timer = s.sched.C()
-		}
 		select {
-		case it := <-s.in:
-			s.handle(it)
-		case <-timer:
-			// Events already queued were received before this wake: apply them first,
-			// each after the deadlines that passed before it arrived, so that a reply
-			// that waited in the queue while the shard was busy is never outrun by its
-			// deadline. Only what is queued now, so that a flood cannot hold the timer.
-			for range len(s.in) {
-				s.handle(<-s.in)
+		case <-s.q.wake:
+		case <-s.sched.C():
+		}
+		items, closed := s.q.take(buf)
+		for i := range items {
+			s.handle(&items[i])
+		}
+		buf = items
+		if closed && s.q.len() == 0 {
+			// The source has returned and every item it delivered is applied: publish what
+			// is due, as far as the evidence goes.
+			s.settle()
+			return
+		}
+		s.settle()
+	}
+}
+
+// handle applies one item, after the deadlines its mark lets fire.
+func (s *shard) handle(it *item) {
+	if it.mark > s.evidence {
+		s.evidence = it.mark
+		s.stats.evidence.Store(s.evidence)
+		s.overdue = true
+	}
+	// A deadline covered by the evidence fires before the message that came after it;
+	// but that of a stored message's own call is left to the detector, which can tell
+	// whether the message shows it answered in time (see detector.Call.Apply).
+	if s.overdue && s.held == 0 {
+		s.overdue = false
+		if next, ok := s.sched.Next(); ok && next <= s.evidence {
+			own, ownAt, held := s.holdOwn(it.job)
+			s.advance()
+			if held {
+				s.sched.Set(own, ownAt)
 			}
-			s.wake()
-		case <-s.stop:
-			s.drain()
-			return
 		}
-		if !s.held {
-			s.sched.Rearm()
-		}
+	}
+	switch {
+	case it.job != nil:
+		s.apply(it.job)
+	case it.barrier != nil:
+		s.settle()
+		it.barrier.arrive()
+	case it.ctl == ctlHold:
+		s.held++
+	case it.ctl == ctlRelease:
+		s.held = max(s.held-1, 0)
+		s.overdue = true
+	case it.ctl == ctlRevoke:
+		s.revoke(int32(it.partition))
 	}
 }
 
-// drain applies what was delivered before the source returned, then publishes every
-// hang that is due.
-func (s *shard) drain() {
-	for {
-		select {
-		case it := <-s.in:
-			s.handle(it)
-		default:
-			// Held means the replay never finished: firing from half a replay could
-			// make false hangs, and the next start replays again.
-			s.advance(s.e.clock.Now().UnixNano())
-			return
-		}
+// holdOwn takes the deadline of a stored message's call out of the wheel, if it is
+// covered by the evidence; the caller puts it back.
+func (s *shard) holdOwn(j *job) (id uint32, at int64, ok bool) {
+	if j == nil || !j.stored {
+		return 0, 0, false
 	}
+	if id, ok = s.calls[j.ev.CallID]; !ok {
+		return 0, 0, false
+	}
+	if at, ok = s.sched.Deadline(id); !ok || at > s.evidence {
+		return 0, 0, false
+	}
+	s.sched.Cancel(id)
+	return id, at, true
 }
 
-func (s *shard) handle(it item) {
-	if it.synced != nil {
-		if it.release {
-			s.held = false
-		}
-		s.advance(s.e.clock.Now().UnixNano())
-		close(it.synced)
+// settle fires what the evidence lets fire by now, then sets the timer to the next
+// deadline; when that deadline is due already but no mark covers it, it stops the timer
+// and asks the source for a mark instead.
+func (s *shard) settle() {
+	if s.held > 0 {
+		s.sched.Stop()
 		return
 	}
-	s.apply(it.ev)
-	if it.ev.Done != nil {
-		it.ev.Done()
+	now := s.advance()
+	if !s.sched.Due(now) {
+		s.sched.Rearm()
+		return
+	}
+	s.sched.Stop()
+	if s.requested <= s.evidence {
+		s.requested = now
+		s.e.probe()
 	}
 }
 
-func (s *shard) apply(ev *detector.Event) {
-	if ev.Type == detector.TypeOutput {
-		s.stats.ignored.Add(1)
-		return
+// advance ticks every call whose wake time is covered by the evidence and the clock,
+// and returns the clock's now.
+func (s *shard) advance() int64 {
+	now := s.e.mono.Now()
+	if s.held > 0 {
+		return now
 	}
-	// A deadline that passed before the event arrived fires first: the caller was left
-	// in silence before this event could change anything.
-	s.advance(ev.Received)
+	s.now = now
+	// The wheel starts at the engine's start, and an Advance to an earlier time fires
+	// what is due by the wheel's own time: until the evidence has passed the start (a
+	// backlog stored before it, marked at its stored times), nothing is advanced, or a
+	// deadline the evidence does not cover would fire, be found not due, be set again
+	// at the same time and fire again, forever.
+	if t := min(s.evidence, now); t >= s.sched.Now() {
+		s.sched.Advance(t, s.fire)
+	}
+	return now
+}
+
+func (s *shard) apply(j *job) {
+	e := s.e
+	ev := &j.ev
+	defer e.pipe.finish(j)
+	now := max(e.mono.Now(), ev.Received)
+	outcome := s.applyEvent(j, ev, now)
+	s.stats.outcomes[ev.Type][outcome].Add(1)
+}
+
+// applyEvent applies a decoded event and says what came of it.
+func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
+	e := s.e
 	id, ok := s.calls[ev.CallID]
 	if !ok {
-		if !s.e.admit() {
-			s.stats.refused.Add(1)
-			s.e.limited.Warn("call refused: max-calls reached",
-				zap.String("call_id", ev.CallID), zap.String("team_id", teamOf(ev.Payload)), zap.Int64("max_calls", s.e.maxCalls))
-			return
+		h := hashID(e.seed, ev.CallID)
+		switch {
+		case s.tombs.has(h, now, int64(e.cfg.CallTTL)):
+			s.stats.ignored.Add(1)
+			return OutcomeIgnored
+		case ev.Ends():
+			// An end for a call never seen (or forgotten): remember it, nothing else.
+			s.bury(h, now)
+			s.stats.ignored.Add(1)
+			return OutcomeIgnored
+		case ev.Type == detector.TypeOutput:
+			s.stats.ignored.Add(1)
+			return OutcomeIgnored
 		}
-		id = s.alloc(strings.Clone(ev.CallID)) // the event's id may alias its payload
+		if e.thresholds.For(ev.TeamID, ev.AssistantID).Disabled {
+			s.stats.unwatched.Add(1)
+			return OutcomeUnwatched
+		}
+		t, why := e.limits.admit(ev.TeamID)
+		if why != admitted {
+			s.stats.refused[why].Add(1)
+			e.limited.Warn("call refused: "+refusalNames[why], zap.String("call_id", ev.CallID), zap.String("team_id", ev.TeamID),
+				zap.Int64("max_calls", e.limits.max), zap.Int64("max_calls_per_team", e.limits.perTeam))
+			return OutcomeRefused
+		}
+		id = s.alloc(clone(ev.CallID), t, int32(j.partition)) // the event's id may alias its payload
+		s.slots[id].rebuilt = s.held > 0
 	}
+	cfg := e.thresholds.For(ev.TeamID, ev.AssistantID)
+	ev.Held = s.held > 0
 	c := &s.slots[id].call
 	before, retained := c.State(), c.Retained()
-	st := c.Apply(&s.e.cfg, ev)
+	s.shape(&s.slots[id], ev)
+	st := c.Apply(cfg, ev, now)
 	s.stats.events.Add(1)
-	switch {
-	case st.Ignored:
+	outcome := OutcomeApplied
+	if st.Ignored {
 		s.stats.ignored.Add(1)
-	case st.Ended:
-		s.stats.ended.Add(1)
+		outcome = OutcomeIgnored
+	}
+	if st.Kept {
+		s.keep(c, ev, st.Tail, retained)
 	}
 	s.account(before, c.State(), retained, c.Retained())
 	s.step(id, st)
+	return outcome
 }
 
-// advance moves the scheduler to t and ticks every call whose wake time has come;
-// nothing while deadlines are held.
-func (s *shard) advance(t int64) {
-	if s.held {
+// keep replaces the payloads the call now keeps from ev with compact copies: of what
+// its outputs will carry, or, past the retained-bytes budget, of the tail of its
+// history only (SPEC §2, Bounds), so that the received message can be freed. own is
+// what the call kept before ev, which the new copies replace.
+func (s *shard) keep(c *detector.Call, ev *detector.Event, tail int32, own int) {
+	snap, latest := c.Kept()
+	r, ok := ev.Payload.(Retainer)
+	if !ok {
 		return
 	}
-	s.now = 0
-	s.sched.Advance(t, s.fire)
-}
-
-// wake handles a receive from the scheduler's timer: it ticks every call whose wake time
-// has come by the clock's now.
-func (s *shard) wake() {
-	s.now = 0
-	s.sched.Wake(s.fire)
-}
-
-// tick is called by the scheduler for a call whose wake time has come.
-func (s *shard) tick(id uint32, _ int64) {
-	if s.now == 0 {
-		// Never before the time the wheel moved to, so that a tick always finds its wake
-		// time passed and makes progress, even if the wall clock stepped back since.
-		s.now = max(s.e.clock.Now().UnixNano(), s.sched.Now())
+	var keptSnap, keptLatest detector.Payload = snap, latest
+	if snap == ev.Payload {
+		from := int32(-1)
+		if s.e.retained.Load()-int64(own)+int64(ev.Payload.Len()) > s.e.maxRetained {
+			from = tail
+			s.stats.truncated.Add(1)
+		}
+		keptSnap = r.Retain(from)
 	}
+	switch {
+	case latest == ev.Payload && snap == ev.Payload:
+		keptLatest = keptSnap
+	case latest == ev.Payload:
+		keptLatest = r.RetainCall()
+	}
+	c.Keep(keptSnap, keptLatest)
+}
+
+// Retainer is a payload that can copy what an output carries (package wire's): the
+// engine keeps the copy, so that the received message can be freed.
+type Retainer interface {
+	// Retain copies what an output carries, the history from index from on (all of it
+	// when from < 0).
+	Retain(from int32) detector.Payload
+	// RetainCall copies the call object only.
+	RetainCall() detector.Payload
+}
+
+// tick is called by the scheduler for a call whose wake time is covered.
+func (s *shard) tick(id uint32, _ int64) {
 	c := &s.slots[id].call
 	before, retained := c.State(), c.Retained()
-	st := c.Tick(&s.e.cfg, s.now)
+	st := c.Tick(&s.e.cfg, min(s.evidence, s.now), s.now)
 	if st.Forget {
 		s.stats.expired.Add(1)
 		s.stats.state[before].Add(-1)
-		s.stats.retained.Add(-int64(retained))
+		s.e.retained.Add(-int64(retained))
 	} else {
 		s.account(before, c.State(), retained, c.Retained())
 	}
@@ -191,10 +299,23 @@ func (s *shard) tick(id uint32, _ int64) {
 
 // step carries out a Step of the call in slot id.
 func (s *shard) step(id uint32, st detector.Step) {
-	if st.Output != nil {
-		s.publish(s.slots[id].id, st.Output)
+	for _, out := range st.Outputs {
+		s.publish(&s.slots[id], out)
 	}
-	if st.Forget {
+	if s.held == 0 && s.slots[id].call.State() == detector.StateIdle {
+		s.slots[id].rebuilt = false
+	}
+	if st.Ended || st.Forget {
+		s.reportShapeless(&s.slots[id])
+	}
+	switch {
+	case st.Ended:
+		s.stats.ended.Add(1)
+		s.stats.state[detector.StateEnded].Add(-1) // account counted it ended; tombs count apart
+		s.bury(hashID(s.e.seed, s.slots[id].id), s.e.mono.Now())
+		s.release(id)
+		return
+	case st.Forget:
 		s.release(id)
 		return
 	}
@@ -202,42 +323,61 @@ func (s *shard) step(id uint32, st detector.Step) {
 	// with every event, and rescheduling it each time would cost more than that tick.
 	if at, ok := s.sched.Deadline(id); !ok || st.Wake < at {
 		s.sched.Set(id, st.Wake)
+		s.overdue = s.overdue || st.Wake <= s.evidence
 	}
 }
 
-func (s *shard) publish(callID string, out *detector.Output) {
-	switch out.Kind {
-	case detector.KindHang:
-		if out.Reason == detector.ReasonMaxWait {
-			s.stats.hangsMaxWait.Add(1)
-		} else {
-			s.stats.hangsTurnTimeout.Add(1)
-		}
-		s.e.log.Info("hang", zap.String("call_id", callID), zap.String("team_id", teamOf(out.Latest)), zap.Stringer("reason", out.Reason),
-			zap.String("user_message_id", out.UserMessageID), zap.Duration("wait", out.Wait.Round(time.Millisecond)))
-	case detector.KindResolved:
-		s.stats.resolved.Add(1)
-		s.e.log.Info("hang resolved", zap.String("call_id", callID), zap.String("team_id", teamOf(out.Latest)), zap.Stringer("reason", out.Reason),
-			zap.String("reply_message_id", out.ReplyMessageID), zap.Duration("wait", out.Wait.Round(time.Millisecond)))
+// bury remembers an ended call.
+func (s *shard) bury(h uint64, now int64) {
+	s.tombs.add(h, now, int64(s.e.cfg.CallTTL))
+	s.stats.tombs.Store(int64(s.tombs.len()))
+}
+
+func (s *shard) publish(sl *slot, out *detector.Output) {
+	e := s.e
+	out.Wall = e.wall().UnixNano()
+	out.Rebuilt = sl.rebuilt
+	if out.Kind == detector.KindHang && !out.Late {
+		out.InputGap = e.gaps.within(out.Armed, out.At)
 	}
-	if err := s.e.sink.Publish(callID, out); err != nil {
+	s.stats.outputs[out.Kind][out.Reason][out.Stage].Add(1)
+	model := modelOf(out.Snapshot)
+	if out.Kind == detector.KindHang {
+		e.teams.add(sl.team.name)
+		e.models.add(model)
+	}
+	e.log.Info(out.Kind.String(), zap.String("call_id", sl.id), zap.String("team_id", sl.team.name),
+		zap.Stringer("reason", out.Reason), zap.Stringer("stage", out.Stage), zap.String("model", model),
+		zap.String("user_message_id", out.UserMessageID), zap.String("first_user_message_id", out.FirstUserMessageID),
+		zap.Duration("wait", out.Wait.Round(time.Millisecond)), zap.Duration("input_gap", out.InputGap.Round(time.Millisecond)),
+		zap.Bool("late", out.Late))
+	if err := e.sink.Publish(sl.id, out); err != nil {
 		s.stats.publishErrors.Add(1)
-		s.e.limited.Error("publish", zap.String("call_id", callID), zap.Stringer("kind", out.Kind), zap.Error(err))
+		e.limited.Error("publish", zap.String("call_id", sl.id), zap.Stringer("kind", out.Kind), zap.Error(err))
 	}
 }
 
-// teamed is a payload that knows its call's team, for logs.
-type teamed interface{ TeamID() string }
+// Modeled is a payload that knows the assistant's model (package wire's), for the
+// hangs by model.
+type Modeled interface {
+	Model() (provider, model string)
+}
 
-func teamOf(p detector.Payload) string {
-	if t, ok := p.(teamed); ok {
-		return t.TeamID()
+// modelOf returns "provider/model" of a payload, or "" when it has none.
+func modelOf(p detector.Payload) string {
+	m, ok := p.(Modeled)
+	if !ok {
+		return ""
 	}
-	return ""
+	provider, model := m.Model()
+	if provider == "" && model == "" {
+		return ""
+	}
+	return provider + "/" + model
 }
 
 // alloc takes a slot for a new call.
-func (s *shard) alloc(callID string) uint32 {
+func (s *shard) alloc(callID string, t *team, partition int32) uint32 {
 	var id uint32
 	if n := len(s.free); n > 0 {
 		id, s.free = s.free[n-1], s.free[:n-1]
@@ -245,19 +385,68 @@ func (s *shard) alloc(callID string) uint32 {
 		id = uint32(len(s.slots))
 		s.slots = append(s.slots, slot{})
 	}
-	s.slots[id].id = callID
+	s.slots[id] = slot{id: callID, team: t, partition: partition}
 	s.calls[callID] = id
 	s.stats.state[detector.StateIdle].Add(1)
 	return id
 }
 
-// release frees the slot of a forgotten call.
+// shapelessAfter is how many histories without a message detection reads make a call
+// count as one whose events drive nothing (a history of only a system prompt may open a
+// call; three of them, or an end, is the wrong shape).
+const shapelessAfter = 3
+
+// shape notes whether an event's history holds a user turn, a reply or a tool message;
+// a call whose histories never do is counted, and the first one logged with a hint.
+func (s *shard) shape(sl *slot, ev *detector.Event) {
+	switch {
+	case sl.recognised || sl.reported:
+	case len(ev.Messages) > 0:
+		sl.recognised = true
+	case ev.HasHistory && ev.Count > 0:
+		if sl.shapeless++; sl.shapeless >= shapelessAfter {
+			s.reportShapeless(sl)
+		}
+	}
+}
+
+// reportShapeless counts a call whose events drive nothing, once.
+func (s *shard) reportShapeless(sl *slot) {
+	if sl.reported || sl.recognised || sl.shapeless == 0 {
+		return
+	}
+	sl.reported = true
+	s.stats.shapeless.Add(1)
+	if s.e.shapelessLogged.CompareAndSwap(false, true) {
+		s.e.log.Warn("a call's events drive nothing: no message of its histories is a user turn or a reply hangwatch recognises; "+
+			"expected messages like {\"role\": \"user\"|\"assistant\"|\"bot\", \"text\" or \"message\": \"...\", \"messageId\", \"timestamp\" or \"time\"/\"endTime\"} in message.messages (see docs/contract.md); further ones are only counted",
+			zap.String("call_id", sl.id), zap.String("team_id", sl.team.name))
+	}
+}
+
+// release frees the slot of a call that ended, expired or was revoked.
 func (s *shard) release(id uint32) {
-	delete(s.calls, s.slots[id].id)
+	sl := &s.slots[id]
+	delete(s.calls, sl.id)
 	s.sched.Cancel(id)
-	s.slots[id] = slot{}
+	s.e.limits.release(sl.team)
+	*sl = slot{}
 	s.free = append(s.free, id)
-	s.e.calls.Add(-1)
+}
+
+// revoke drops the calls of a partition another instance now owns, publishing nothing.
+func (s *shard) revoke(partition int32) {
+	for id := range s.slots {
+		sl := &s.slots[id]
+		if sl.id == "" || sl.partition != partition {
+			continue
+		}
+		st, retained := sl.call.State(), sl.call.Retained()
+		s.stats.state[st].Add(-1)
+		s.e.retained.Add(-int64(retained))
+		s.stats.revoked.Add(1)
+		s.release(uint32(id))
+	}
 }
 
 // account updates the gauges after a call moved from one state to another.
@@ -267,6 +456,6 @@ func (s *shard) account(before, after detector.State, retainedBefore, retainedAf
 		s.stats.state[after].Add(1)
 	}
 	if retainedBefore != retainedAfter {
-		s.stats.retained.Add(int64(retainedAfter - retainedBefore))
+		s.e.retained.Add(int64(retainedAfter - retainedBefore))
 	}
 }
