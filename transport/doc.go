@@ -7,5 +7,8 @@
 //
 // In JetStream mode, a JetStreamSource replays the stored calls before it consumes live
 // through a durable consumer, and a JetStreamSink stores the outputs in a stream that
-// drops duplicates, so that hangwatch survives restarts (see JetStreamSource).
+// drops duplicates, so that hangwatch survives restarts (see JetStreamSource). A
+// GroupSource does the same for a member of a group: the events stream is partitioned
+// by NATS's partition() transform, and each member consumes the partitions it is given,
+// rebuilding each as it takes it over (see GroupSource).
 package transport

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -45,6 +46,9 @@ type StreamOptions struct {
 	// MaxAge is how long a message is kept (default DefaultStreamMaxAge): pass
 	// --call-ttl.
 	MaxAge time.Duration
+	// Replicas is the replication of the streams hangwatch creates (default 1): run 3 in
+	// a 3-node cluster.
+	Replicas int
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -57,34 +61,99 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	if o.MaxAge <= 0 {
 		o.MaxAge = DefaultStreamMaxAge
 	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
 	return o
 }
 
-// ensureStream returns the stream named cfg.Name, created with cfg when it is missing. A
-// stream that exists is used as it is, whatever its configuration; it is logged, so that
-// an operator can see what runs.
+// ensureStream returns the stream named cfg.Name, created with cfg when it is missing,
+// retrying while the server does not answer (a fleet started at once issues the same
+// create together: nats.go #949, nats-server #3677). A stream that exists is used as it
+// is, whatever its configuration; it is logged, so that an operator can see what runs.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *zap.Logger) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, cfg.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, cfg)
-		if err == nil {
-			log.Info("stream created", zap.String("stream", cfg.Name), zap.Strings("subjects", cfg.Subjects),
-				zap.Int64("max_msgs_per_subject", cfg.MaxMsgsPerSubject), zap.Duration("max_age", cfg.MaxAge),
-				zap.Duration("duplicates", cfg.Duplicates))
-			return st, nil
+	var (
+		st      jetstream.Stream
+		created bool
+	)
+	where := "stream " + cfg.Name
+	err := retry(ctx, log, where, func(ctx context.Context) error {
+		var err error
+		st, err = js.Stream(ctx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = js.CreateStream(ctx, cfg)
+			created = err == nil
 		}
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = js.Stream(ctx, cfg.Name) // another engine created it meanwhile
-		}
-	}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: stream %s: %w", ErrJetStream, cfg.Name, err)
+		return nil, jsError(where, err)
 	}
 	have := st.CachedInfo().Config
-	log.Info("using existing stream", zap.String("stream", have.Name), zap.Strings("subjects", have.Subjects),
+	msg := "using existing stream"
+	if created {
+		msg = "stream created"
+	}
+	log.Info(msg, zap.String("stream", have.Name), zap.Strings("subjects", have.Subjects),
 		zap.Int64("max_msgs_per_subject", have.MaxMsgsPerSubject), zap.Duration("max_age", have.MaxAge),
-		zap.Duration("duplicates", have.Duplicates))
+		zap.Duration("duplicates", have.Duplicates), zap.Int("replicas", have.Replicas))
 	return st, nil
+}
+
+// setupTimeout bounds one attempt of a setup call (a stream or consumer lookup or
+// create); retry tries again until its context is done. Identical creates issued
+// together by a fleet started at once may go unanswered: each of those members waits
+// this long before its retry finds what another made.
+const setupTimeout = 2 * time.Second
+
+// retry calls f until it succeeds, fails for good, or ctx is done: a timeout or a
+// cluster without a leader yet is tried again after a backoff.
+func retry(ctx context.Context, log *zap.Logger, what string, f func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, setupTimeout)
+		err := f(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		d := backoff(attempt)
+		log.Warn("JetStream did not answer: retrying", zap.String("what", what), zap.Duration("in", d), zap.Error(err))
+		if !sleepCtx(ctx, d) {
+			return err
+		}
+	}
+}
+
+// transient reports whether a JetStream error may go away: the server did not answer
+// in time, the cluster has no leader for the asset yet, or another instance created the
+// same stream or consumer meanwhile with other settings (the retry finds it).
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamNameInUse, jetstream.JSErrCodeConsumerNameExists, jetstream.JSErrCodeConsumerExists:
+			return true
+		case jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return false
+		}
+		return apiErr.Code >= 500 || apiErr.Code == 408
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
+// jsError wraps an error of JetStream mode with what it concerns and, where the cause is
+// plain, what to do about it.
+func jsError(what string, err error) error {
+	hint := ""
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		hint = ": JetStream is not enabled on the server (or for this account): start nats-server with -js, or run hangwatch without --jetstream"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		hint = ": JetStream did not answer in time: is the cluster up, and does the stream have a leader?"
+	}
+	return fmt.Errorf("%w: %s: %w%s", ErrJetStream, what, err, hint)
 }
 
 // filterSubjects returns the subjects a consumer configuration filters on.
@@ -115,4 +184,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// limitedOr returns limited, or log when it is nil.
+func limitedOr(limited, log *zap.Logger) *zap.Logger {
+	if limited == nil {
+		return log
+	}
+	return limited
 }

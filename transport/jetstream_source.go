@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/hangwatch/hangwatch/detector"
-	"github.com/hangwatch/hangwatch/wire"
+	"github.com/hangwatch/hangwatch/engine"
 )
 
 // ConsumerOptions configures the durable consumer that a JetStreamSource reads live
@@ -26,8 +26,8 @@ type ConsumerOptions struct {
 	// engine has applied it; a redelivery changes nothing.
 	AckWait time.Duration
 	// MaxAckPending bounds the events delivered and not yet acknowledged (default
-	// 1,000,000): far above what the pull buffer and the engine's queues hold, so that
-	// it never throttles.
+	// 100,000): the engine's in-flight budget holds fewer, so that under overload the
+	// backlog stays in the stream.
 	MaxAckPending int
 }
 
@@ -39,7 +39,7 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 		o.AckWait = 30 * time.Second
 	}
 	if o.MaxAckPending <= 0 {
-		o.MaxAckPending = 1_000_000
+		o.MaxAckPending = 100_000
 	}
 	return o
 }
@@ -57,6 +57,8 @@ const (
 	durableLostAfter = 30 * time.Second
 	// cleanupTimeout bounds the deletion of the replay's consumer.
 	cleanupTimeout = 2 * time.Second
+	// infoTimeout bounds the consumer info request of a proof.
+	infoTimeout = 2 * time.Second
 )
 
 // ErrDurableLost is wrapped by the error of Run when the durable consumer was deleted
@@ -64,11 +66,25 @@ const (
 var ErrDurableLost = errors.New("durable consumer lost")
 
 // JetStreamSource reads the events from a JetStream stream, so that hangwatch survives
-// its own restarts and those of NATS. It implements engine.Replayer: Replay rebuilds the
-// live calls from the stream, then Run consumes live through a durable consumer and
-// acknowledges each event once the engine has applied it (in ev.Done). Bad input is
-// counted, logged and dead-lettered as by Source, then terminated so that the server
-// does not deliver it again.
+// its own restarts and those of NATS. Run rebuilds the live calls from the stream (a
+// replay, under Hold), then consumes live through a durable consumer; the engine
+// acknowledges each event once applied (Message.Done). Bad input is counted, logged and
+// dead-lettered as by Source, then terminated so that the server does not deliver it
+// again.
+//
+// # Evidence
+//
+// The durable delivers in stored order, and every event is received at its stored time
+// (never after the engine's clock): each delivery is a mark at its stored time
+// (Intake.DeliverOrdered), so a deadline that passed before a stored event fires before
+// it is applied, whatever the engine's own pauses, and a backlog applied after an outage
+// gives the verdicts live delivery would have. While nothing arrives, a proof asks the
+// consumer's info: nothing pending, and every delivery the server counts received, is a
+// mark at the time the question was asked. A delivery lost in flight (a consumer
+// sequence skipped, after a reconnection) is redelivered later, out of order: until the
+// consumer's ack floor has passed every stream sequence seen before, deliveries are no
+// marks and proofs give none, so nothing fires on the strength of a stream order that no
+// longer holds. While the server or the stream is unreachable, nothing is marked.
 //
 // # From replay to live, without a gap
 //
@@ -76,73 +92,112 @@ var ErrDurableLost = errors.New("durable consumer lost")
 // durable it creates starts with DeliverPolicy New, at the stream's last sequence of that
 // moment; one that exists resumes from its ack floor. Either way Run delivers every
 // message stored after NewJetStreamSource returns, and every message the previous engine
-// was handed but had not applied, since it acknowledged only what it had applied. Replay
-// starts after that: an ordered consumer with DeliverLastPerSubject reads the latest
-// message of every subject, in stream order, up to the stream's last sequence as of the
-// start of the replay. What was stored before the durable existed, or below its ack
-// floor, is thus in the replay as the latest message of its subject, and what comes after
-// is live: there is no gap.
-//
-// Replay and live overlap: a message stored between the creation of the durable and the
-// end of the replay, or one applied whose acknowledgement was lost, reaches the engine
-// twice, and Run can hand over a message older than one the replay gave. That changes
-// nothing (SPEC §2): a conversation-update is a whole snapshot, so the same snapshot
-// twice is applied once and one with fewer messages is stale; status-only events never
-// regress a call; events after an end are ignored. Detection never depends on seeing
-// every update, which is also why a stream that keeps only the latest message of each
-// subject loses nothing that matters.
-//
-// Every event is received at the time the stream stored it, in the replay and live, but
-// never after the source's Now. The engine holds every deadline until Replay returns, so
-// a stall whose deadline passed while hangwatch was down is reported at once, and one
-// that was answered or ended meanwhile is not: its answer or end comes later in the
-// same replay.
+// was handed but had not applied. The replay, an ordered consumer with
+// DeliverLastPerSubject, reads the latest message of every subject up to the stream's
+// last sequence as of its start. Replay and live overlap; a snapshot delivered twice or
+// late changes nothing (SPEC §2).
 type JetStreamSource struct {
-	intake
+	conn    *Conn
+	o       SourceOptions
+	rejects *Rejects
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	durable jetstream.Consumer // what Run starts consuming from; resume finds it anew
+	created bool               // this source created the durable (Abandon deletes it)
 	so      StreamOptions
 	co      ConsumerOptions
+	pool    sync.Pool
+	probe   chan struct{}
 	// lostAfter is how long the durable may be missing before Run gives up
 	// (durableLostAfter; tests shorten it).
 	lostAfter time.Duration
-	jsStats   jsSourceCounters
+	ready     atomic.Bool
+	stats     jsSourceCounters
+
+	// mu orders deliveries and the marks of proofs: a proof's mark goes after every
+	// delivery the server counted when it answered.
+	mu       sync.Mutex
+	in       engine.Intake
+	lastCons uint64    // the highest consumer sequence received
+	lastSeq  uint64    // the highest stream sequence received
+	lossTo   uint64    // a delivery was lost: no marks until the ack floor reaches this
+	pending  uint64    // a proof waits for this consumer sequence...
+	proofAt  time.Time // ...to mark this time
 }
+
+var (
+	_ engine.Source = (*JetStreamSource)(nil)
+	_ engine.Prober = (*JetStreamSource)(nil)
+)
 
 type jsSourceCounters struct {
 	replayed, replaySkipped   atomic.Int64
 	acked, ackErrors          atomic.Int64
 	redelivered, consumeError atomic.Int64
+	lost, probes, probeErrors atomic.Int64
 }
 
 // JetStreamStats are the counters of a JetStreamSource.
 type JetStreamStats struct {
-	SourceStats
+	RejectStats
 	// Replayed counts the stored events that replays handed to the engine;
-	// ReplaySkipped those that could not be decoded (they were rejected, and
-	// dead-lettered, when they first arrived).
+	// ReplaySkipped those that were dead letters.
 	Replayed, ReplaySkipped int64
 	// Acked counts the live events acknowledged, once applied or, for bad input, once
 	// dead-lettered; AckErrors the acknowledgements that could not be sent (the server
 	// delivers those events again, which changes nothing).
 	Acked, AckErrors int64
-	// Redelivered counts the live events delivered more than once.
-	Redelivered int64
+	// Redelivered counts the live events delivered more than once; LostDeliveries the
+	// deliveries that never arrived (they are redelivered).
+	Redelivered, LostDeliveries int64
 	// ConsumeErrors counts the errors the live consumer recovered from: missed
 	// heartbeats (a server restart), a consumer closed by the server.
 	ConsumeErrors int64
+	// Probes and ProbeErrors count the proofs of progress tried and failed.
+	Probes, ProbeErrors int64
+}
+
+// jsMsg is a message of the stream as the engine sees it.
+type jsMsg struct {
+	m      jetstream.Msg
+	stored time.Time
+	src    *JetStreamSource
+	live   bool // acknowledged when done; a replay's ordered consumer takes no acks
+}
+
+func (m *jsMsg) Data() []byte                { return m.m.Data() }
+func (m *jsMsg) Received() (time.Time, bool) { return m.stored, true }
+func (m *jsMsg) Partition() int              { return -1 }
+func (m *jsMsg) Done() {
+	if m.live {
+		m.src.settled(m.m.Ack())
+	}
+	m.src.put(m)
+}
+func (m *jsMsg) Reject(err error) {
+	reason := m.src.rejects.Reject(m.m.Subject(), m.m.Data(), err)
+	if m.live {
+		m.src.settled(m.m.TermWithReason("bad input: " + reason.String()))
+	}
+	m.src.put(m)
+}
+
+func (s *JetStreamSource) put(m *jsMsg) {
+	*m = jsMsg{src: s}
+	s.pool.Put(m)
 }
 
 // NewJetStreamSource returns a source that reads the stream so describes, through c. It
 // creates the stream over o.Subjects when it is missing, and gets or creates the durable
-// consumer co describes, which filters on o.Subjects. Of o, Subjects, Limits,
-// DeadLetter, DrainTimeout, Now (which caps the stored time an event is received at)
-// and Logger apply.
+// consumer co describes, which filters on o.Subjects; both are retried while the server
+// does not answer (a fleet started at once issues the same creates together). Of o,
+// Subjects, DeadLetter, DrainTimeout, ProbeEvery, Now (when a proof is asked; the
+// engine caps a stored time after its own clock) and Logger apply.
 func NewJetStreamSource(ctx context.Context, c *Conn, o SourceOptions, so StreamOptions, co ConsumerOptions) (*JetStreamSource, error) {
-	s := &JetStreamSource{so: so.withDefaults(), co: co.withDefaults(), lostAfter: durableLostAfter}
-	s.init(c, o)
-	s.settle = s.ack
+	o = o.withDefaults()
+	s := &JetStreamSource{conn: c, o: o, so: so.withDefaults(), co: co.withDefaults(), lostAfter: durableLostAfter,
+		rejects: NewRejects(c.NATS(), o.DeadLetter, o.Logger, o.Limited), probe: make(chan struct{}, 1)}
+	s.pool.New = func() any { return &jsMsg{src: s} }
 	js, err := jetstream.New(c.NATS())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrJetStream, err)
@@ -157,7 +212,8 @@ func NewJetStreamSource(ctx context.Context, c *Conn, o SourceOptions, so Stream
 		Discard:           jetstream.DiscardOld,
 		MaxMsgsPerSubject: s.so.PerSubject,
 		MaxAge:            s.so.MaxAge,
-	}, s.log)
+		Replicas:          s.so.Replicas,
+	}, s.o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -179,57 +235,149 @@ func (s *JetStreamSource) ensureDurable(ctx context.Context) (jetstream.Consumer
 		AckWait:       s.co.AckWait,
 		MaxAckPending: s.co.MaxAckPending,
 		MaxDeliver:    -1,
+		Replicas:      s.so.Replicas,
 	}
 	setFilter(&want, s.o.Subjects)
-	fail := func(err error) (jetstream.Consumer, error) {
-		return nil, fmt.Errorf("%w: durable consumer %s on stream %s: %w", ErrJetStream, s.co.Durable, s.so.Name, err)
-	}
-	cons, err := s.stream.Consumer(ctx, s.co.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = s.stream.CreateConsumer(ctx, want)
-		if err == nil {
-			s.log.Info("durable consumer created", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable))
-			return cons, nil
+	where := fmt.Sprintf("durable consumer %s on stream %s", s.co.Durable, s.so.Name)
+	var cons jetstream.Consumer
+	err := retry(ctx, s.o.Logger, where, func(ctx context.Context) error {
+		var err error
+		cons, err = s.stream.Consumer(ctx, s.co.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if cons, err = s.stream.CreateConsumer(ctx, want); err == nil {
+				s.created = true
+				s.o.Logger.Info("durable consumer created", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable))
+			}
 		}
-		if errors.Is(err, jetstream.ErrConsumerExists) {
-			cons, err = s.stream.Consumer(ctx, s.co.Durable) // another engine created it meanwhile
-		}
-	}
+		return err
+	})
 	if err != nil {
-		return fail(err)
+		return nil, jsError(where, err)
+	}
+	if s.created {
+		return cons, nil
 	}
 	have := cons.CachedInfo()
 	if have.Config.AckPolicy != jetstream.AckExplicitPolicy {
-		return fail(fmt.Errorf("it exists with ack policy %v; hangwatch needs explicit acks: delete it or choose another name", have.Config.AckPolicy))
+		return nil, fmt.Errorf("%w: %s exists with ack policy %v; hangwatch needs explicit acks: delete it or choose another --durable",
+			ErrJetStream, where, have.Config.AckPolicy)
 	}
 	if !slices.Equal(filterSubjects(have.Config), s.o.Subjects) || have.Config.AckWait != want.AckWait || have.Config.MaxAckPending != want.MaxAckPending {
 		upd := have.Config // its deliver policy and start cannot change
 		setFilter(&upd, s.o.Subjects)
 		upd.AckWait, upd.MaxAckPending = want.AckWait, want.MaxAckPending
 		if cons, err = s.stream.UpdateConsumer(ctx, upd); err != nil {
-			return fail(err)
+			return nil, jsError(where, err)
 		}
 	}
-	s.log.Info("durable consumer resumed", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable),
+	s.o.Logger.Info("durable consumer resumed", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable),
 		zap.Uint64("ack_floor", have.AckFloor.Stream), zap.Int("ack_pending", have.NumAckPending), zap.Uint64("pending", have.NumPending))
+	// The durable counts the deliveries it made to the engines before this one: a proof
+	// must not wait for this one to receive them (with nothing new stored, it never
+	// would, and nothing would ever fire). Every later delivery, a redelivery included,
+	// has a higher consumer sequence. What was handed to an engine before and never
+	// acknowledged comes again after the ack wait, out of order: as for a delivery lost
+	// in flight, no mark until the ack floor has passed it.
+	s.mu.Lock()
+	s.lastCons, s.lastSeq = have.Delivered.Consumer, have.Delivered.Stream
+	if have.NumAckPending > 0 {
+		s.lossTo = have.Delivered.Stream
+	}
+	s.mu.Unlock()
 	return cons, nil
 }
 
-// Ready reports whether the source consumes live: the replay is over, and it is not
-// draining.
-func (s *JetStreamSource) Ready() bool { return s.ready.Load() }
+// Abandon deletes the durable consumer if this source created it: the start it was made
+// for failed, and it must not stay behind on the user's stream.
+func (s *JetStreamSource) Abandon(ctx context.Context) {
+	if !s.created {
+		return
+	}
+	// Two instances started at once may both have created it (identical creates both
+	// succeed): one that pulls from it, or was delivered anything, is in use.
+	if info, err := s.durable.Info(ctx); err != nil || info.NumWaiting > 0 || info.Delivered.Consumer > 0 {
+		s.o.Logger.Info("the durable consumer of a failed start is in use (or unknown): left in place", zap.String("durable", s.co.Durable))
+		return
+	}
+	if err := s.stream.DeleteConsumer(ctx, s.co.Durable); err != nil {
+		s.o.Logger.Warn("could not delete the durable consumer of a failed start", zap.String("durable", s.co.Durable), zap.Error(err))
+	}
+}
 
-// Replay delivers the latest stored message of every subject, in stream order, each
-// received at the time it was stored, up to the stream's last sequence as of the call;
-// then it returns. A stored message that cannot be decoded is skipped (it was rejected
-// when it first arrived). It returns nil, early, once ctx is done.
-func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Event)) error {
+// Ready reports whether the source consumes live: the replay is over, it is not
+// draining, and the stream answers.
+func (s *JetStreamSource) Ready() bool { return s.ready.Load() && s.conn.NATS().IsConnected() }
+
+// Probe implements engine.Prober.
+func (s *JetStreamSource) Probe() {
+	select {
+	case s.probe <- struct{}{}:
+	default:
+	}
+}
+
+// Run replays the stored calls under a hold, then consumes live through the durable
+// consumer until ctx is done, through reconnections and server restarts; then it
+// drains: the events already pulled are still delivered until the drain timeout after
+// ctx was done (those left are delivered again on the next start), and it returns.
+func (s *JetStreamSource) Run(ctx context.Context, in engine.Intake) error {
+	s.in = in
+	in.Hold()
+	err := s.replay(ctx, in)
+	in.Release()
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	it, err := s.durable.Messages(s.pullOptions()...)
+	if err != nil {
+		return jsError("consume "+s.co.Durable, err)
+	}
+	// The drain timeout runs from when ctx is done, not from when the loop sees it (a
+	// delivery may hold the loop meanwhile): it is one deadline with the rest of a
+	// shutdown.
+	doneAt := make(chan time.Time, 1)
+	defer context.AfterFunc(ctx, func() { doneAt <- time.Now() })()
+	var wg sync.WaitGroup
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	wg.Go(func() { s.prober(probeCtx) })
+	defer wg.Wait()
+	defer stopProbes()
+	s.ready.Store(true)
+	s.o.Logger.Info("consuming live", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable), zap.Strings("subjects", s.o.Subjects))
+	for ctx.Err() == nil {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err == nil {
+			s.handle(msg, true)
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if it, err = s.recover(ctx, it, err); err != nil || it == nil {
+			s.ready.Store(false)
+			return err
+		}
+	}
+	s.ready.Store(false)
+	stopped := time.Now()
+	select {
+	case stopped = <-doneAt:
+	default: // ctx was done just now
+	}
+	s.drain(it, stopped.Add(s.o.DrainTimeout))
+	return nil
+}
+
+// replay delivers the latest stored message of every subject, in stream order, each
+// received at the time it was stored, up to the stream's last sequence as of the call.
+// It returns nil, early, once ctx is done.
+func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) error {
 	start := time.Now()
 	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("%w: replay stream %s: %w", ErrJetStream, s.so.Name, err)
+		return jsError("replay stream "+s.so.Name, err)
 	}
 	info, err := s.stream.Info(ctx)
 	if err != nil {
@@ -237,7 +385,7 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 	}
 	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
-		s.log.Info("replay: the stream is empty", zap.String("stream", s.so.Name))
+		s.o.Logger.Info("replay: the stream is empty", zap.String("stream", s.so.Name))
 		return nil
 	}
 	cons, err := s.js.OrderedConsumer(ctx, s.so.Name, jetstream.OrderedConsumerConfig{
@@ -258,10 +406,10 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 		return fail(err)
 	}
 	if ci.NumPending == 0 && ci.Delivered.Consumer == 0 {
-		s.log.Info("replay: no stored event on the subjects", zap.String("stream", s.so.Name), zap.Strings("subjects", s.o.Subjects))
+		s.o.Logger.Info("replay: no stored event on the subjects", zap.String("stream", s.so.Name), zap.Strings("subjects", s.o.Subjects))
 		return nil
 	}
-	var replayed, skipped int64
+	var replayed int64
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -271,15 +419,14 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 		if err != nil {
 			return fail(err)
 		}
-		if p, err := s.decode(msg.Data(), s.stored(meta.Timestamp).UnixNano()); err != nil {
-			skipped++
-			s.jsStats.replaySkipped.Add(1)
-			reason, _ := wire.BadInputReason(err)
-			s.limited.Warn("replay: stored event skipped: "+reason.String(), zap.String("subject", msg.Subject()), zap.Error(err))
+		if s.rejects.IsDeadLetter(msg.Subject(), msg.Headers()) {
+			s.stats.replaySkipped.Add(1)
 		} else {
 			replayed++
-			s.jsStats.replayed.Add(1)
-			deliver(&p.ev)
+			s.stats.replayed.Add(1)
+			m := s.pool.Get().(*jsMsg)
+			m.m, m.stored = msg, meta.Timestamp
+			in.Deliver(m)
 		}
 		// Caught up: the replay has reached where the stream stood, or nothing the
 		// filter matches is left (the last message may be on another subject).
@@ -287,8 +434,8 @@ func (s *JetStreamSource) Replay(ctx context.Context, deliver func(*detector.Eve
 			break
 		}
 	}
-	s.log.Info("replayed the stored calls", zap.String("stream", s.so.Name), zap.Int64("events", replayed),
-		zap.Int64("skipped", skipped), zap.Uint64("last_seq", last), zap.Duration("took", time.Since(start)))
+	s.o.Logger.Info("replayed the stored calls", zap.String("stream", s.so.Name), zap.Int64("events", replayed),
+		zap.Uint64("last_seq", last), zap.Duration("took", time.Since(start)))
 	return nil
 }
 
@@ -303,46 +450,6 @@ func (s *JetStreamSource) endReplay(cons jetstream.Consumer, it jetstream.Messag
 	}
 }
 
-// Run consumes live through the durable consumer and hands every event to deliver,
-// until ctx is done; it keeps going through reconnections and server restarts. Then it
-// drains: the events already pulled are still delivered until the drain timeout after
-// ctx was done (those left are delivered again on the next start), and it returns.
-func (s *JetStreamSource) Run(ctx context.Context, deliver func(*detector.Event)) error {
-	it, err := s.durable.Messages(s.pullOptions()...)
-	if err != nil {
-		return fmt.Errorf("%w: consume %s: %w", ErrJetStream, s.co.Durable, err)
-	}
-	// The drain timeout runs from when ctx is done, not from when the loop sees it (a
-	// delivery may hold the loop meanwhile): it is one deadline with the rest of a
-	// shutdown.
-	doneAt := make(chan time.Time, 1)
-	defer context.AfterFunc(ctx, func() { doneAt <- time.Now() })()
-	s.ready.Store(true)
-	s.log.Info("consuming live", zap.String("stream", s.so.Name), zap.String("durable", s.co.Durable), zap.Strings("subjects", s.o.Subjects))
-	for ctx.Err() == nil {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err == nil {
-			s.handle(msg, deliver)
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if it, err = s.recover(ctx, it, err); err != nil || it == nil {
-			s.ready.Store(false)
-			return err
-		}
-	}
-	s.ready.Store(false)
-	stopped := time.Now()
-	select {
-	case stopped = <-doneAt:
-	default: // ctx was done just now
-	}
-	s.drain(it, deliver, stopped.Add(s.o.DrainTimeout))
-	return nil
-}
-
 func (s *JetStreamSource) pullOptions() []jetstream.PullMessagesOpt {
 	return []jetstream.PullMessagesOpt{
 		jetstream.PullMaxMessages(pullBatch),
@@ -352,32 +459,139 @@ func (s *JetStreamSource) pullOptions() []jetstream.PullMessagesOpt {
 	}
 }
 
+// handle hands one live message to the engine, received when it was stored, as a mark
+// unless a delivery was lost; it is acknowledged by Done. A dead letter that came back
+// in is terminated.
+func (s *JetStreamSource) handle(msg jetstream.Msg, live bool) {
+	if s.rejects.IsDeadLetter(msg.Subject(), msg.Headers()) {
+		s.settled(msg.Term())
+		return
+	}
+	m := s.pool.Get().(*jsMsg)
+	m.m, m.live, m.stored = msg, live, s.o.Now()
+	meta, err := msg.Metadata()
+	if err != nil { // no server sends a message without it
+		s.mu.Lock()
+		s.in.Deliver(m)
+		s.mu.Unlock()
+		return
+	}
+	m.stored = meta.Timestamp
+	if meta.NumDelivered > 1 {
+		s.stats.redelivered.Add(1)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cons, seq := meta.Sequence.Consumer, meta.Sequence.Stream
+	if s.lastCons != 0 && cons > s.lastCons+1 {
+		// Deliveries lost in flight: they come again, after AckWait, out of stored order.
+		s.stats.lost.Add(int64(cons - s.lastCons - 1))
+		s.lossTo = max(s.lossTo, s.lastSeq, seq)
+		s.limited().Warn("deliveries lost in flight: waiting for their redelivery before any deadline fires",
+			zap.Uint64("from", s.lastCons+1), zap.Uint64("to", cons-1))
+	}
+	s.lastCons, s.lastSeq = max(s.lastCons, cons), max(s.lastSeq, seq)
+	if s.lossTo == 0 && meta.NumDelivered == 1 {
+		s.in.DeliverOrdered(m)
+	} else {
+		s.in.Deliver(m)
+	}
+	if s.pending != 0 && s.lastCons >= s.pending && s.lossTo == 0 {
+		s.in.Mark(s.proofAt)
+		s.pending = 0
+	}
+}
+
+func (s *JetStreamSource) limited() *zap.Logger { return s.rejects.limited }
+
+// prober proves the input's progress on request and every ProbeEvery, while Run
+// consumes live.
+func (s *JetStreamSource) prober(ctx context.Context) {
+	tick := time.NewTicker(s.o.ProbeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.probe:
+		case <-tick.C:
+		}
+		for s.prove(ctx) != nil && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(probeRetry):
+			}
+		}
+	}
+}
+
+// prove asks the consumer's info at t: when nothing is pending, every delivery it counts
+// has been, or will be, received; the mark at t (or at the server's time of the answer,
+// when earlier) follows the last of them. A lost delivery blocks marks until the ack
+// floor passes it.
+func (s *JetStreamSource) prove(ctx context.Context) error {
+	s.stats.probes.Add(1)
+	t := s.o.Now()
+	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	info, err := s.durable.Info(ctx)
+	if err != nil {
+		s.stats.probeErrors.Add(1)
+		return err
+	}
+	// Stored times, which the deliveries mark at, are read from the server's clock: a
+	// local clock ahead of it would mark past what the server has stored, and a deadline
+	// would fire before the messages it stores next. So mark no later than the server's
+	// clock when it answered.
+	if ts := info.TimeStamp; !ts.IsZero() && ts.Before(t) {
+		t = ts
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lossTo != 0 && info.AckFloor.Stream >= s.lossTo {
+		s.lossTo = 0 // every lost delivery came again and was applied
+	}
+	if info.NumPending > 0 || s.lossTo != 0 {
+		return nil // a backlog is on its way: its deliveries are marks themselves
+	}
+	if s.lastCons >= info.Delivered.Consumer {
+		s.in.Mark(t)
+		return nil
+	}
+	s.pending, s.proofAt = info.Delivered.Consumer, t
+	return nil
+}
+
 // recover handles an error of the live iterator and returns the iterator to go on with:
 // the same one, or a new one when the server closed it; nil and no error once ctx is
 // done.
 func (s *JetStreamSource) recover(ctx context.Context, it jetstream.MessagesContext, err error) (jetstream.MessagesContext, error) {
-	s.jsStats.consumeError.Add(1)
+	s.stats.consumeError.Add(1)
 	switch {
 	case s.conn.NATS().IsClosed():
-		// Nothing will come any more: end, as Source does, so that the process exits and
-		// is restarted rather than live on deaf.
-		last := s.conn.NATS().LastError()
-		s.log.Error("NATS closed the connection for good", zap.Error(last))
-		if last == nil {
-			last = err
-		}
-		return nil, fmt.Errorf("%w: consume %s: %w", ErrConnClosed, s.co.Durable, last)
+		return nil, fmt.Errorf("consume %s: %w", s.co.Durable, s.conn.closedForGood(s.o.Logger, err))
 	case errors.Is(err, jetstream.ErrNoHeartbeat):
-		// The pull request went with a server or a connection; the next call pulls anew.
-		s.limited.Warn("live consumer: no heartbeat, pulling again", zap.String("durable", s.co.Durable))
+		// The pull request went with a server or a connection, and the next call pulls
+		// anew; or with the durable, deleted while no pull was pending to hear of it, and
+		// no pull ever will.
+		ictx, cancel := context.WithTimeout(ctx, infoTimeout)
+		_, ierr := s.durable.Info(ictx)
+		cancel()
+		if errors.Is(ierr, jetstream.ErrConsumerNotFound) {
+			s.o.Logger.Error("live consumer missing: resuming", zap.String("durable", s.co.Durable))
+			it.Stop()
+			return s.resume(ctx)
+		}
+		s.limited().Warn("live consumer: no heartbeat, pulling again", zap.String("durable", s.co.Durable))
 		return it, nil
 	case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrBadRequest):
-		s.log.Error("live consumer closed by the server: resuming", zap.String("durable", s.co.Durable), zap.Error(err))
+		s.o.Logger.Error("live consumer closed by the server: resuming", zap.String("durable", s.co.Durable), zap.Error(err))
 		it.Stop()
 		return s.resume(ctx)
 	default:
 		// Transient; should the iterator have stopped, the next call says so.
-		s.limited.Warn("live consumer", zap.String("durable", s.co.Durable), zap.Error(err))
+		s.limited().Warn("live consumer", zap.String("durable", s.co.Durable), zap.Error(err))
 		return it, nil
 	}
 }
@@ -393,7 +607,8 @@ func (s *JetStreamSource) resume(ctx context.Context) (jetstream.MessagesContext
 		if err == nil {
 			var it jetstream.MessagesContext
 			if it, err = cons.Messages(s.pullOptions()...); err == nil {
-				s.log.Info("live consumer resumed", zap.String("durable", s.co.Durable))
+				s.durable = cons
+				s.o.Logger.Info("live consumer resumed", zap.String("durable", s.co.Durable))
 				return it, nil
 			}
 		}
@@ -403,7 +618,7 @@ func (s *JetStreamSource) resume(ctx context.Context) (jetstream.MessagesContext
 		if errors.Is(err, jetstream.ErrConsumerNotFound) && time.Now().After(lostAt) {
 			return nil, fmt.Errorf("%w: %w %s on stream %s: restart to replay the stored calls", ErrJetStream, ErrDurableLost, s.co.Durable, s.so.Name)
 		}
-		s.limited.Warn("live consumer: resuming", zap.String("durable", s.co.Durable), zap.Error(err))
+		s.limited().Warn("live consumer: resuming", zap.String("durable", s.co.Durable), zap.Error(err))
 		if !sleepCtx(ctx, backoff(attempt)) {
 			return nil, nil
 		}
@@ -411,7 +626,16 @@ func (s *JetStreamSource) resume(ctx context.Context) (jetstream.MessagesContext
 }
 
 // drain stops pulling and delivers what was pulled already, until deadline.
-func (s *JetStreamSource) drain(it jetstream.MessagesContext, deliver func(*detector.Event), deadline time.Time) {
+func (s *JetStreamSource) drain(it jetstream.MessagesContext, deadline time.Time) {
+	if !drainIterator(it, deadline, func(msg jetstream.Msg) bool { s.handle(msg, true); return true }) {
+		s.o.Logger.Warn("live consumer: drain not done; the server delivers the rest again on the next start",
+			zap.Duration("drain_timeout", s.o.DrainTimeout))
+	}
+}
+
+// drainIterator stops it pulling and hands what it pulled already to handle, until
+// deadline or until handle says stop. It reports false when the deadline came first.
+func drainIterator(it jetstream.MessagesContext, deadline time.Time, handle func(jetstream.Msg) bool) bool {
 	it.Drain()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -420,70 +644,38 @@ func (s *JetStreamSource) drain(it jetstream.MessagesContext, deliver func(*dete
 		if err != nil {
 			if ctx.Err() != nil {
 				it.Stop()
-				s.log.Warn("live consumer: drain not done; the server delivers the rest again on the next start",
-					zap.Duration("drain_timeout", s.o.DrainTimeout))
+				return false
 			}
-			return
+			return true
 		}
-		s.handle(msg, deliver)
-	}
-}
-
-// handle decodes one live message, received when it was stored, and delivers it; it is
-// acknowledged by the event's Done. Bad input is dead-lettered, then terminated.
-func (s *JetStreamSource) handle(msg jetstream.Msg, deliver func(*detector.Event)) {
-	if s.deadLetter(msg.Subject(), msg.Headers()) {
-		s.settled(msg.Term())
-		return
-	}
-	received := s.o.Now() // only if the metadata cannot be read, which no server causes
-	if meta, err := msg.Metadata(); err == nil {
-		received = s.stored(meta.Timestamp)
-		if meta.NumDelivered > 1 {
-			s.jsStats.redelivered.Add(1)
+		if !handle(msg) {
+			it.Stop()
+			return true
 		}
 	}
-	p, err := s.decode(msg.Data(), received.UnixNano())
-	if err != nil {
-		reason := s.reject(msg.Subject(), msg.Data(), err)
-		s.settled(msg.TermWithReason("bad input: " + reason.String()))
-		return
-	}
-	p.msg = msg
-	deliver(&p.ev)
 }
-
-// stored returns when an event was received: the time the server stored it, but never
-// after the local clock. A server whose clock runs ahead must not move the engine's
-// deadlines, which run on the local clock, into its future.
-func (s *JetStreamSource) stored(at time.Time) time.Time {
-	if now := s.o.Now(); at.After(now) {
-		return now
-	}
-	return at
-}
-
-// ack is the settle of the intake: the engine has applied the event.
-func (s *JetStreamSource) ack(m jetstream.Msg) { s.settled(m.Ack()) }
 
 func (s *JetStreamSource) settled(err error) {
 	if err != nil {
-		s.jsStats.ackErrors.Add(1)
-		s.limited.Warn("acknowledge: the server will deliver the event again", zap.Error(err))
+		s.stats.ackErrors.Add(1)
+		s.limited().Warn("could not acknowledge: the server will deliver the event again", zap.Error(err))
 		return
 	}
-	s.jsStats.acked.Add(1)
+	s.stats.acked.Add(1)
 }
 
 // Stats returns the source's counters.
 func (s *JetStreamSource) Stats() JetStreamStats {
 	return JetStreamStats{
-		SourceStats:   s.sourceStats(),
-		Replayed:      s.jsStats.replayed.Load(),
-		ReplaySkipped: s.jsStats.replaySkipped.Load(),
-		Acked:         s.jsStats.acked.Load(),
-		AckErrors:     s.jsStats.ackErrors.Load(),
-		Redelivered:   s.jsStats.redelivered.Load(),
-		ConsumeErrors: s.jsStats.consumeError.Load(),
+		RejectStats:    s.rejects.Stats(),
+		Replayed:       s.stats.replayed.Load(),
+		ReplaySkipped:  s.stats.replaySkipped.Load(),
+		Acked:          s.stats.acked.Load(),
+		AckErrors:      s.stats.ackErrors.Load(),
+		Redelivered:    s.stats.redelivered.Load(),
+		LostDeliveries: s.stats.lost.Load(),
+		ConsumeErrors:  s.stats.consumeError.Load(),
+		Probes:         s.stats.probes.Load(),
+		ProbeErrors:    s.stats.probeErrors.Load(),
 	}
 }

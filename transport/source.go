@@ -8,54 +8,104 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/hangwatch/hangwatch/detector"
-	"github.com/hangwatch/hangwatch/internal/logs"
-	"github.com/hangwatch/hangwatch/wire"
+	"github.com/hangwatch/hangwatch/engine"
 )
 
 // DefaultSubject is the default of --subject.
 const DefaultSubject = "voice.events.>"
 
-// Headers of a dead letter: the reason an event was rejected, the error, and the
-// subject it came on.
-const (
-	HeaderBadInputReason = "Hangwatch-Bad-Input"
-	HeaderBadInputError  = "Hangwatch-Error"
-	HeaderSubject        = "Hangwatch-Subject"
-)
-
 // SourceOptions configures a Source, or a JetStreamSource (which has no use for
-// PendingMsgs and PendingBytes: it pulls; and stamps the stored time, capped by Now).
+// PendingMsgs and PendingBytes: it pulls).
 type SourceOptions struct {
 	// Subjects to consume (default DefaultSubject).
 	Subjects []string
-	// Limits bound what an event may be (default DefaultLimits).
-	Limits wire.Limits
 	// PendingMsgs and PendingBytes bound what a subscription buffers while the engine
-	// is behind; past them NATS drops events and reports a slow consumer (defaults
-	// 1,000,000 and 1 GiB).
+	// is behind (defaults 1,000,000 and DefaultPendingBytes); past them NATS drops
+	// events, reports a slow consumer, and the source reports an input gap.
 	PendingMsgs, PendingBytes int
-	// DeadLetter, when set, is the subject rejected events are republished on,
-	// unchanged, with headers that give the reason.
+	// DeadLetter, when set, is the subject rejected events are republished on, with
+	// headers that give the reason.
 	DeadLetter string
 	// DrainTimeout bounds how long Run waits for its subscriptions to drain, from when
 	// its context is done (default 10 s).
 	DrainTimeout time.Duration
+	// ProbeEvery is how often the source proves, unasked, how far its input has caught
+	// up (default DefaultProbeEvery); the engine asks in between when a deadline waits.
+	ProbeEvery time.Duration
 	// Now stamps when an event was received (default time.Now). Tests pass a fake
 	// clock's Now.
 	Now    func() time.Time
 	Logger *zap.Logger
+	// Limited logs what a publisher can flood (bad input, refusals, errors of a
+	// connection); the caller makes it rate-limited (default Logger).
+	Limited *zap.Logger
 }
 
-// Source consumes events from core NATS subscriptions and hands them, decoded, to the
-// engine. It implements engine.Source.
+// Defaults of SourceOptions.
+const (
+	DefaultPendingBytes = 64 << 20
+	DefaultProbeEvery   = time.Second
+	// probeTimeout bounds a flush round trip: a server that does not answer within it
+	// gives no evidence, and nothing fires.
+	probeTimeout = 2 * time.Second
+)
+
+func (o SourceOptions) withDefaults() SourceOptions {
+	if len(o.Subjects) == 0 {
+		o.Subjects = []string{DefaultSubject}
+	}
+	if o.PendingMsgs == 0 {
+		o.PendingMsgs = 1_000_000
+	}
+	if o.PendingBytes == 0 {
+		o.PendingBytes = DefaultPendingBytes
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = DefaultProbeEvery
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Limited == nil {
+		o.Limited = o.Logger
+	}
+	return o
+}
+
+// Source consumes events from core NATS subscriptions and hands them to the engine.
+//
+// Its evidence (SPEC §2) is a flush: a round trip to the server begun at t, after which
+// every message the server routed to the subscriptions before it is in their queues;
+// then a barrier through every subscription's queue, after which each of those messages
+// has been handed to the engine; then a mark at t. While disconnected nothing is marked,
+// so nothing fires. What core NATS loses — what was published while disconnected,
+// what it dropped because the subscription fell behind — is reported as an input gap.
 type Source struct {
-	intake
-	deliver func(*detector.Event)
-	subs    atomic.Pointer[[]*countedSub] // for their count of dropped events
+	conn    *Conn
+	o       SourceOptions
+	rejects *Rejects
+	pool    sync.Pool
+	probe   chan struct{} // a probe asked for
+	subs    atomic.Pointer[[]*countedSub]
+	ready   atomic.Bool
+	stats   sourceCounters
+}
+
+var (
+	_ engine.Source = (*Source)(nil)
+	_ engine.Prober = (*Source)(nil)
+)
+
+type sourceCounters struct {
+	probes, probeErrors, gaps atomic.Int64
 }
 
 // countedSub is a subscription with the count of events it dropped as last read: a
@@ -78,104 +128,62 @@ func (c *countedSub) droppedNow() int64 {
 	return c.dropped.Load()
 }
 
-// intake is what the core NATS Source and the JetStreamSource share: it decodes a
-// received message into a pooled event stamped with its received time, counts events by
-// type, and counts, logs (rate-limited, never the text) and dead-letters bad input.
-type intake struct {
-	conn    *Conn
-	o       SourceOptions
-	log     *zap.Logger
-	limited *zap.Logger
-	pool    sync.Pool
-	// settle acknowledges the JetStream message of a pooled event once the engine is
-	// done with it; nil for core NATS, whose events carry no message.
-	settle func(jetstream.Msg)
-	stats  sourceCounters
-	// ready says the source consumes live and does not drain: what Ready reports.
-	ready atomic.Bool
+// coreMsg is a message of a core subscription as the engine sees it.
+type coreMsg struct {
+	m        *nats.Msg
+	received time.Time
+	src      *Source
 }
 
-type sourceCounters struct {
-	events       [detector.TypeOutput + 1]atomic.Int64
-	bad          [wire.NumReasons]atomic.Int64
-	deadLettered atomic.Int64
-	deadErrors   atomic.Int64
-	deadIgnored  atomic.Int64
+func (m *coreMsg) Data() []byte                { return m.m.Data }
+func (m *coreMsg) Received() (time.Time, bool) { return m.received, false }
+func (m *coreMsg) Partition() int              { return -1 }
+func (m *coreMsg) Done()                       { m.src.put(m) }
+func (m *coreMsg) Reject(err error) {
+	m.src.rejects.Reject(m.m.Subject, m.m.Data, err)
+	m.src.put(m)
 }
 
-// SourceStats are the counters of a Source.
-type SourceStats struct {
-	// Events counts the events decoded, by type.
-	Events map[detector.Type]int64
-	// Bad counts the events rejected, by reason.
-	Bad map[wire.Reason]int64
-	// Dropped counts the events NATS dropped because the subscription fell behind (core
-	// NATS only; a JetStream consumer pulls, so it does not drop).
-	Dropped int64
-	// DeadLettered and DeadLetterErrors count the rejected events republished on the
-	// dead-letter subject, and those that could not be; DeadLettersIgnored the dead
-	// letters that came back in and were dropped.
-	DeadLettered, DeadLetterErrors, DeadLettersIgnored int64
-}
-
-// pooled is an event with its Done bound once, so that a delivery allocates nothing but
-// the payload.
-type pooled struct {
-	ev   detector.Event
-	msg  jetstream.Msg // acknowledged by Done; nil when there is nothing to acknowledge
-	done func()
+func (s *Source) put(m *coreMsg) {
+	*m = coreMsg{src: s}
+	s.pool.Put(m)
 }
 
 // NewSource returns a source that consumes through c.
 func NewSource(c *Conn, o SourceOptions) *Source {
-	s := &Source{}
-	s.init(c, o)
+	o = o.withDefaults()
+	s := &Source{conn: c, o: o, rejects: NewRejects(c.NATS(), o.DeadLetter, o.Logger, o.Limited), probe: make(chan struct{}, 1)}
+	s.pool.New = func() any { return &coreMsg{src: s} }
 	return s
 }
 
-// init applies the defaults of o and readies the pool.
-func (in *intake) init(c *Conn, o SourceOptions) {
-	if len(o.Subjects) == 0 {
-		o.Subjects = []string{DefaultSubject}
-	}
-	if o.Limits == (wire.Limits{}) {
-		o.Limits = wire.DefaultLimits()
-	}
-	if o.PendingMsgs == 0 {
-		o.PendingMsgs = 1_000_000
-	}
-	if o.PendingBytes == 0 {
-		o.PendingBytes = 1 << 30
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 10 * time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	log := o.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
-	in.conn, in.o, in.log, in.limited = c, o, log, logs.RateLimited(log)
-	in.pool.New = func() any {
-		p := &pooled{}
-		p.done = func() { in.release(p) }
-		return p
+// Ready reports whether the source is subscribed, connected and not draining.
+func (s *Source) Ready() bool { return s.ready.Load() && s.conn.NATS().IsConnected() }
+
+// Probe implements engine.Prober.
+func (s *Source) Probe() {
+	select {
+	case s.probe <- struct{}{}:
+	default:
 	}
 }
 
-// Ready reports whether the source is subscribed and not draining.
-func (s *Source) Ready() bool { return s.ready.Load() }
-
-// Run subscribes, hands every event to deliver until ctx is done, then drains its
-// subscriptions (the events NATS already holds are still delivered) and returns.
-func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
-	s.deliver = deliver
+// Run subscribes, hands every event to in until ctx is done, proves its progress with
+// marks, then drains its subscriptions (the events NATS already holds are still
+// delivered) and returns.
+func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 	nc := s.conn.NATS()
+	handle := func(m *nats.Msg) {
+		if s.rejects.IsDeadLetter(m.Subject, m.Header) {
+			return
+		}
+		cm := s.pool.Get().(*coreMsg)
+		cm.m, cm.received = m, s.o.Now()
+		in.Deliver(cm)
+	}
 	subs := make([]*nats.Subscription, 0, len(s.o.Subjects))
 	for _, subject := range s.o.Subjects {
-		sub, err := nc.Subscribe(subject, s.handle)
+		sub, err := nc.Subscribe(subject, handle)
 		if err == nil {
 			err = sub.SetPendingLimits(s.o.PendingMsgs, s.o.PendingBytes)
 		}
@@ -185,35 +193,141 @@ func (s *Source) Run(ctx context.Context, deliver func(*detector.Event)) error {
 		}
 		subs = append(subs, sub)
 	}
-	// The server knows the subscriptions once it has answered a ping: from then on no
-	// event is missed, and the source says it is ready.
-	if err := nc.Flush(); err != nil {
-		s.drain(subs)
-		return fmt.Errorf("subscribe: %w", err)
-	}
 	counted := make([]*countedSub, len(subs))
 	for i, sub := range subs {
 		counted[i] = &countedSub{sub: sub}
 	}
 	s.subs.Store(&counted)
+	// The first mark says the subscriptions are in place: from then on nothing is
+	// missed unless reported.
+	p := prober{s: s, in: in, last: s.o.Now(), reconnects: nc.Stats().Reconnects}
+	// A server that does not answer now (restarting, or paused) is waited for, as it
+	// would be later: nothing is marked meanwhile, so nothing fires.
+	for attempt := 0; ; attempt++ {
+		err := p.prove(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			s.drain(subs)
+			return nil
+		}
+		if nc.IsClosed() {
+			return fmt.Errorf("%w: %w", ErrConnClosed, err)
+		}
+		s.o.Limited.Warn("subscribed, but NATS does not answer yet: retrying", zap.Error(err))
+		if !sleepCtx(ctx, backoff(attempt)) {
+			s.drain(subs)
+			return nil
+		}
+	}
 	s.ready.Store(true)
-	s.log.Info("consuming", zap.Strings("subjects", s.o.Subjects))
+	s.o.Logger.Info("consuming", zap.Strings("subjects", s.o.Subjects))
+
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(probeCtx) })
+	var err error
 	select {
 	case <-ctx.Done():
 	case <-s.conn.Closed():
-		// Nothing will come any more: end, so that the process exits and is restarted
-		// rather than live on deaf.
-		s.ready.Store(false)
-		err := s.conn.NATS().LastError()
-		s.log.Error("NATS closed the connection for good", zap.Error(err))
-		if err == nil {
-			return ErrConnClosed
-		}
-		return fmt.Errorf("%w: %w", ErrConnClosed, err)
+		err = s.conn.closedForGood(s.o.Logger, nil)
 	}
+	stopProbes()
+	wg.Wait()
 	s.ready.Store(false)
 	s.dropped() // read before the subscriptions drain and stop saying
-	return s.drain(subs)
+	drainedAt := s.o.Now()
+	if derr := s.drain(subs); derr == nil && err == nil {
+		// Drained: every message the server routed before the drain began was handed
+		// over, so the deadlines up to then may fire as the engine stops.
+		in.Mark(drainedAt)
+	}
+	return err
+}
+
+// prober proves the progress of a Source's input: on request (the engine waits on a
+// deadline) and every ProbeEvery.
+type prober struct {
+	s          *Source
+	in         engine.Intake
+	last       time.Time // when the latest proof began
+	dropped    int64     // the subscriptions' drops as of then
+	reconnects uint64    // the connection's reconnections as of then
+}
+
+func (p *prober) run(ctx context.Context) {
+	tick := time.NewTicker(p.s.o.ProbeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.s.probe:
+		case <-tick.C:
+		case <-p.s.conn.Reconnected():
+		}
+		for p.prove(ctx) != nil && ctx.Err() == nil {
+			// Unreachable or slow: nothing is marked, so nothing fires; try again soon,
+			// or as soon as the connection is back.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(probeRetry):
+			case <-p.s.conn.Reconnected():
+			}
+		}
+	}
+}
+
+// probeRetry is how soon a failed proof is tried again.
+const probeRetry = 100 * time.Millisecond
+
+// prove marks how far the input has caught up: a flush round trip begun at t, then a
+// barrier behind every message queued before its answer, then Mark(t). A reconnection
+// or drops of the subscriptions since the last proof are reported first, as a gap
+// between the two proofs: what was published then may be lost.
+func (p *prober) prove(ctx context.Context) error {
+	s := p.s
+	nc := s.conn.NATS()
+	s.stats.probes.Add(1)
+	if !nc.IsConnected() {
+		s.stats.probeErrors.Add(1)
+		return nats.ErrConnectionReconnecting
+	}
+	t := s.o.Now()
+	if err := nc.FlushTimeout(probeTimeout); err != nil {
+		s.stats.probeErrors.Add(1)
+		return fmt.Errorf("flush: %w", err)
+	}
+	handed := make(chan struct{})
+	if err := nc.Barrier(func() { close(handed) }); err != nil {
+		s.stats.probeErrors.Add(1)
+		return fmt.Errorf("barrier: %w", err)
+	}
+	select {
+	case <-handed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// nats.go counts a reconnection before it says it is connected, and runs the
+	// reconnect handler later, from its callback goroutine: only the count tells, at
+	// once, that the connection was down since the last proof. Whatever was in flight
+	// then, or published while down, may be lost: the gap runs from the last proof.
+	lost := false
+	if r := nc.Stats().Reconnects; r != p.reconnects {
+		p.reconnects, lost = r, true
+	}
+	if d := s.dropped(); d > p.dropped {
+		p.dropped, lost = d, true
+	}
+	if lost {
+		s.stats.gaps.Add(1)
+		p.in.Gap(p.last, t)
+	}
+	p.in.Mark(t)
+	p.last = t
+	return nil
 }
 
 // drain drains the subscriptions and waits until they are closed, for at most the
@@ -231,6 +345,10 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 	for i, c := range closed {
 		select {
 		case <-c:
+		case <-s.conn.Closed():
+			// A closed connection closes its subscriptions without saying so, and
+			// delivers nothing more.
+			return fmt.Errorf("drain subscriptions: %w", nats.ErrConnectionClosed)
 		case <-timeout.C:
 			for _, sub := range subs[i:] {
 				_ = sub.Unsubscribe()
@@ -241,86 +359,25 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 	return nil
 }
 
-// handle decodes one message and delivers it; it runs on the subscription's goroutine,
-// so the events of a subject arrive in order.
-func (s *Source) handle(m *nats.Msg) {
-	if s.deadLetter(m.Subject, m.Header) {
-		return
-	}
-	p, err := s.decode(m.Data, s.o.Now().UnixNano())
-	if err != nil {
-		s.reject(m.Subject, m.Data, err)
-		return
-	}
-	s.deliver(&p.ev)
-}
-
-// deadLetter reports whether a message is one of hangwatch's dead letters, which comes
-// back in when the dead-letter subject is one the source consumes: it is dropped, not
-// rejected again, which would loop forever.
-func (in *intake) deadLetter(subject string, h nats.Header) bool {
-	if h.Get(HeaderBadInputReason) == "" {
-		return false
-	}
-	in.stats.deadIgnored.Add(1)
-	in.limited.Warn("a dead letter came back in: ignored; the dead-letter subject should not be consumed", zap.String("subject", subject))
-	return true
-}
-
-// decode decodes data into a pooled event received at received (Unix ns) and counts
-// it. On error, nothing is kept: the caller rejects or skips the message.
-func (in *intake) decode(data []byte, received int64) (*pooled, error) {
-	p := in.pool.Get().(*pooled)
-	if err := wire.Decode(&p.ev, data, in.o.Limits); err != nil {
-		in.pool.Put(p)
-		return nil, err
-	}
-	p.ev.Received, p.ev.Done = received, p.done
-	in.stats.events[p.ev.Type].Add(1)
-	return p, nil
-}
-
-// release is a pooled event's Done: the engine is finished with the event, so its
-// message is acknowledged and the event goes back to the pool.
-func (in *intake) release(p *pooled) {
-	if p.msg != nil {
-		in.settle(p.msg)
-		p.msg = nil
-	}
-	in.pool.Put(p)
-}
-
-// reject counts a bad event, logs it (rate-limited per reason; its text only at debug
-// level) and dead-letters it. It returns the reason.
-func (in *intake) reject(subject string, data []byte, err error) wire.Reason {
-	reason, _ := wire.BadInputReason(err)
-	in.stats.bad[reason].Add(1)
-	in.limited.Warn("bad input: "+reason.String(), zap.String("subject", subject), zap.Int("bytes", len(data)), zap.Error(err))
-	if ce := in.log.Check(zap.DebugLevel, "bad input payload"); ce != nil {
-		ce.Write(zap.String("subject", subject), zap.ByteString("payload", data[:min(len(data), 1024)]))
-	}
-	if in.o.DeadLetter == "" {
-		return reason
-	}
-	dl := nats.NewMsg(in.o.DeadLetter)
-	dl.Data = data
-	dl.Header.Set(HeaderBadInputReason, reason.String())
-	dl.Header.Set(HeaderBadInputError, err.Error())
-	dl.Header.Set(HeaderSubject, subject)
-	if err := in.conn.NATS().PublishMsg(dl); err != nil {
-		in.stats.deadErrors.Add(1)
-		in.limited.Error("dead letter", zap.String("subject", in.o.DeadLetter), zap.Error(err))
-		return reason
-	}
-	in.stats.deadLettered.Add(1)
-	return reason
+// SourceStats are the counters of a Source.
+type SourceStats struct {
+	RejectStats
+	// Dropped counts the events NATS dropped because the subscription fell behind.
+	Dropped int64
+	// Probes counts the proofs of progress tried, ProbeErrors those that failed (the
+	// server unreachable or slow), Gaps the input gaps reported.
+	Probes, ProbeErrors, Gaps int64
 }
 
 // Stats returns the source's counters.
 func (s *Source) Stats() SourceStats {
-	st := s.sourceStats()
-	st.Dropped = s.dropped()
-	return st
+	return SourceStats{
+		RejectStats: s.rejects.Stats(),
+		Dropped:     s.dropped(),
+		Probes:      s.stats.probes.Load(),
+		ProbeErrors: s.stats.probeErrors.Load(),
+		Gaps:        s.stats.gaps.Load(),
+	}
 }
 
 // dropped returns how many events NATS dropped because the subscriptions fell behind.
@@ -332,21 +389,4 @@ func (s *Source) dropped() int64 {
 		}
 	}
 	return n
-}
-
-func (in *intake) sourceStats() SourceStats {
-	st := SourceStats{Events: map[detector.Type]int64{}, Bad: map[wire.Reason]int64{}}
-	for t := range in.stats.events {
-		if n := in.stats.events[t].Load(); n > 0 {
-			st.Events[detector.Type(t)] = n
-		}
-	}
-	for _, r := range wire.Reasons() {
-		if n := in.stats.bad[r].Load(); n > 0 {
-			st.Bad[r] = n
-		}
-	}
-	st.DeadLettered, st.DeadLetterErrors = in.stats.deadLettered.Load(), in.stats.deadErrors.Load()
-	st.DeadLettersIgnored = in.stats.deadIgnored.Load()
-	return st
 }
