@@ -22,20 +22,19 @@ const waitFor = 20 * time.Second
 
 var (
 	buildOnce sync.Once
+	binaryDir string
 	binary    string
 	buildErr  error
 )
 
-// buildBinary builds cmd/hangwatch once per test run.
+// buildBinary builds cmd/hangwatch once per test run; TestMain removes it at the end.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hangwatch-bin")
-		if err != nil {
-			buildErr = err
+		if binaryDir, buildErr = os.MkdirTemp("", "hangwatch-bin"); buildErr != nil {
 			return
 		}
-		binary = filepath.Join(dir, "hangwatch")
+		binary = filepath.Join(binaryDir, "hangwatch")
 		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -45,6 +44,13 @@ func buildBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binary
+}
+
+// removeBinary removes what buildBinary built.
+func removeBinary() {
+	if binaryDir != "" {
+		os.RemoveAll(binaryDir)
+	}
 }
 
 // syncBuffer is a buffer that the process writes while the test reads it.
@@ -71,20 +77,25 @@ func (s *syncBuffer) String() string { return string(s.Bytes()) }
 type process struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
-	done   chan error
+	done   chan struct{} // closed once it has exited
 }
 
 func startBinary(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(buildBinary(t), args...), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &process{cmd: exec.Command(buildBinary(t), args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Env = append(os.Environ(), "HANGWATCH_LOG_FORMAT=json")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		select {
+		case <-p.done:
+		default:
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -95,9 +106,20 @@ func startBinary(t *testing.T, args ...string) *process {
 // waitLog waits until the process has logged a line with msg.
 func (p *process) waitLog(t *testing.T, msg string) {
 	t.Helper()
-	for deadline := time.Now().Add(waitFor); !bytes.Contains(p.stderr.Bytes(), []byte(`"msg":"`+msg+`"`)); {
+	p.waitFor(t, `"msg":"`+msg+`"`)
+}
+
+// waitFor waits until the process has written s on stderr.
+func (p *process) waitFor(t *testing.T, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); !bytes.Contains(p.stderr.Bytes(), []byte(s)); {
+		select {
+		case <-p.done:
+			t.Fatalf("exited before writing %q:\n%s", s, p.stderr)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", msg, p.stderr)
+			t.Fatalf("no %q in the log:\n%s", s, p.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -157,7 +179,7 @@ func TestBinaryRun(t *testing.T) {
 		}
 	}
 
-	p := startBinary(t, "run", "--nats-url", srv.ClientURL(), "--timeout", "1s", "--max-wait", "0", "--metrics-listen", "")
+	p := startBinary(t, "run", "--nats-url", srv.ClientURL(), "--timeout", "1s", "--max-lag", "500ms", "--max-wait", "0", "--metrics-listen", "")
 	p.waitLog(t, "consuming")
 
 	publish := func(subject string, data []byte) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,15 +14,18 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/clock"
+	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/internal/sim"
 	"github.com/hangwatch/hangwatch/transport"
 	"github.com/hangwatch/hangwatch/wire"
 )
 
 const demoSummary = `Watch hangwatch work: an embedded NATS server, the engine, and a simulated voice
-pipeline of --calls concurrent calls in which some assistants stall. Each hang and
-resolution is printed as it happens; at the end a summary compares them with the
-simulation's ground truth. Exits 1 if a hang was missed or false.`
+pipeline of --calls concurrent calls in which some assistants stall, some while a tool
+they called runs, and some callers hang up in silence. Each hang, resolution and
+unresolved hang is printed as it happens, with what the caller was waiting for; at the
+end a summary compares them with the simulation's ground truth. Exits 1 if a hang was
+missed or false.`
 
 // errDemoMismatch is returned when the demo's hangs differ from the ground truth.
 var errDemoMismatch = errors.New("the hangs differ from the simulation's ground truth")
@@ -33,10 +37,14 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	duration := c.fs.Duration("duration", 30*time.Second, "how long the simulation runs")
 	stallShare := c.fs.Float64("stall-share", def.StallShare, "share of turns whose reply comes past the turn timeout")
 	helloShare := c.fs.Float64("hello-share", def.HelloShare, `share of turns where the caller says "hello?" again and again until max-wait catches it`)
+	toolStallShare := c.fs.Float64("tool-stall-share", def.ToolStallShare, "share of turns where a tool the assistant called answers past the deadline (stage awaiting-tool)")
+	afterToolShare := c.fs.Float64("after-tool-share", def.AfterToolShare, "share of turns where the tool answers in time but the reply comes late (stage after-tool)")
+	hangUpShare := c.fs.Float64("hang-up-share", def.HangUpShare, "share of stalled turns whose caller hangs up in silence (hang-unresolved)")
 	seed := c.fs.Uint64("seed", def.Seed, "seed of the simulation: the same seed gives the same calls")
 	listen := c.fs.String("embedded-listen", transport.DefaultEmbeddedListen, "host:port of the embedded NATS server; if taken, a free port")
 	timeout := c.fs.Duration("timeout", def.Timeout, "turn timeout")
 	maxWait := c.fs.Duration("max-wait", def.MaxWait, "max wait; 0 disables it")
+	toolTimeout := c.fs.Duration("tool-timeout", 0, "the turn timeout while a tool runs; 0: --timeout")
 	logLevel := c.fs.String("log-level", "warn", "log level of the engine, on stderr")
 	metrics := c.fs.String("metrics-listen", "", "host:port serving the engine's /metrics while the demo runs; empty: none")
 	if err := c.parse(args, env); err != nil {
@@ -44,7 +52,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := def
 	cfg.Calls, cfg.StallShare, cfg.HelloShare, cfg.Seed = *calls, *stallShare, *helloShare, *seed
-	cfg.Timeout, cfg.MaxWait = *timeout, *maxWait
+	cfg.ToolStallShare, cfg.AfterToolShare, cfg.HangUpShare = *toolStallShare, *afterToolShare, *hangUpShare
+	cfg.Timeout, cfg.MaxWait, cfg.ToolTimeout = *timeout, *maxWait, *toolTimeout
 	if err := cfg.Validate(); err != nil {
 		return usageError{c, err}
 	}
@@ -65,17 +74,65 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		onStart: func(url string, _ *sidecar) {
 			fmt.Fprintf(stdout, "hangwatch demo: %d calls for %v, NATS at %s (try: hangwatch tail --nats-url %s --format text)\n",
 				cfg.Calls, *duration, url, url)
-			fmt.Fprintf(stdout, "turn timeout %v, max wait %v; %.0f%% of turns stall, %.0f%% are \"hello? hello?\"\n\n",
-				cfg.Timeout, cfg.MaxWait, cfg.StallShare*100, cfg.HelloShare*100)
+			tool := cfg.ToolTimeout
+			if tool == 0 {
+				tool = cfg.Timeout
+			}
+			fmt.Fprintf(stdout, "turn timeout %v, max wait %v, tool timeout %v; of the turns %.0f%% stall, %.0f%% are \"hello? hello?\",\n"+
+				"%.0f%% wait on a slow tool, %.0f%% stall after the tool; %.0f%% of the callers left waiting hang up\n\n",
+				cfg.Timeout, cfg.MaxWait, tool, cfg.StallShare*100, cfg.HelloShare*100,
+				cfg.ToolStallShare*100, cfg.AfterToolShare*100, cfg.HangUpShare*100)
 		}})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nevents=%d bytes=%d\n%s\n", st.Events, st.Bytes, tally.Summary())
+	fmt.Fprintf(stdout, "\n%s", demoReport(tally, st))
 	if tally.Missed > 0 || tally.False > 0 {
 		return errDemoMismatch
 	}
 	return nil
+}
+
+// demoReport is the summary of a demo: what happened, by outcome and stage, then how
+// it compares with the ground truth, and the tally on one line.
+func demoReport(t sim.Tally, st sim.Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d calls, %d events (%.1f MB)\n", t.Calls, st.Events, float64(st.Bytes)/1e6)
+	fmt.Fprintf(&b, "hangs %d: resolved %d, unresolved %d (%d callers hung up in silence, %d calls cut by the end of the demo)\n",
+		t.Hangs, t.Resolved, t.Unresolved, t.Unresolved-t.Stopped, t.Stopped)
+	fmt.Fprintf(&b, "by stage: awaiting-assistant %d, awaiting-tool %d, after-tool %d\n",
+		t.Stages[detector.StageAwaitingAssistant], t.Stages[detector.StageAwaitingTool], t.Stages[detector.StageAfterTool])
+	verdict := "exact"
+	if t.Errors() > 0 {
+		verdict = "MISMATCH"
+	}
+	fmt.Fprintf(&b, "against the ground truth (%d stalls): missed %d, false %d, duplicates %d, wrong %d, outcomes missed %d: %s\n",
+		t.Stalls, t.Missed, t.False, t.Duplicates,
+		t.WrongReason+t.WrongStage+t.WrongWait+t.WrongEndedReason+t.FalseResolved+t.FalseUnresolved,
+		t.MissedResolved+t.MissedUnresolved, verdict)
+	fmt.Fprintf(&b, "detection lag (message.timestamp - true deadline, in whole ms) p50 %v, p99 %v, max %v\n%s\n",
+		t.Lag(0.5), t.Lag(0.99), t.Lag(1), t.Summary())
+	return b.String()
+}
+
+// demoLine renders an output as one line for people: when, what, which call, why, what
+// the caller was waiting for, how long, and for an unresolved hang why the call ended.
+// It never shows message text.
+func demoLine(subject string, data []byte) string {
+	o, err := sim.ParseObservation(data, time.Time{})
+	if err != nil {
+		return fmt.Sprintf("%s: not a hangwatch event: %v", subject, err)
+	}
+	at := o.At.Format("15:04:05.000")
+	call, first := printable(o.CallID), printable(o.FirstUserMessageID)
+	switch o.Kind {
+	case detector.KindResolved:
+		return fmt.Sprintf("%s RESOLVED    call=%s %s answered after %.1fs (%s)", at, call, first, o.Wait.Seconds(), o.Stage)
+	case detector.KindUnresolved:
+		return fmt.Sprintf("%s UNRESOLVED  call=%s %s never answered: ended after %.1fs, %s (%s)",
+			at, call, first, o.Wait.Seconds(), printable(o.EndedReason), o.Stage)
+	}
+	return fmt.Sprintf("%s HANG        call=%s %s %s, %s", at, call, first, o.Reason, o.Stage)
 }
 
 // simOptions describe a simulated pipeline run against the sidecar.
@@ -119,7 +176,7 @@ func simulate(ctx context.Context, o simOptions) (sim.Tally, sim.Stats, error) {
 		return sim.Tally{}, sim.Stats{}, err
 	}
 	so.conn.URL, so.metricsListen = emb.ClientURL(), o.metrics
-	so.det.Timeout, so.det.MaxWait = cfg.Timeout, cfg.MaxWait
+	so.det.Timeout, so.det.MaxWait, so.det.ToolTimeout = cfg.Timeout, cfg.MaxWait, cfg.ToolTimeout
 	if err := so.validate(); err != nil {
 		return sim.Tally{}, sim.Stats{}, err
 	}
@@ -165,8 +222,7 @@ func simulate(ctx context.Context, o simOptions) (sim.Tally, sim.Stats, error) {
 	return runner.Truth().Tally(obs.stop(), st.Cutoff), st, err
 }
 
-// observer prints the hangs and resolutions as they arrive and keeps them for the
-// tally.
+// observer prints the outputs as they arrive and keeps them for the tally.
 type observer struct {
 	subs []*nats.Subscription
 	mu   sync.Mutex
@@ -175,11 +231,11 @@ type observer struct {
 
 func observe(nc *nats.Conn, o *sidecarOptions, lines io.Writer) (*observer, error) {
 	obs := &observer{}
-	for _, w := range wire.OutputWildcards(o.hangTmpl, o.resolvedTmpl) {
+	for _, w := range wire.OutputWildcards(o.hangTmpl, o.resolvedTmpl, o.unresolvedTmpl) {
 		sub, err := nc.Subscribe(w, func(m *nats.Msg) {
 			if lines != nil {
-				obs.mu.Lock() // the two subscriptions' handlers never interleave lines
-				fmt.Fprintln(lines, summarize(m.Subject, m.Data))
+				obs.mu.Lock() // the subscriptions' handlers never interleave lines
+				fmt.Fprintln(lines, demoLine(m.Subject, m.Data))
 				obs.mu.Unlock()
 			}
 			// At is message.timestamp: the demo tallies the engine's own detection time.

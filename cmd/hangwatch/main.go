@@ -19,15 +19,16 @@ func main() {
 }
 
 const overview = `hangwatch watches live voice-AI conversations on NATS and publishes a "hang" event
-when the assistant leaves a caller in silence, and "hang-resolved" when it answers.
+when the assistant leaves a caller in silence, "hang-resolved" when it answers, and
+"hang-unresolved" when the caller gives up in silence.
 
 Usage: hangwatch <command> [flags]
 
 Commands:
   run      run the sidecar: consume the pipeline's events, publish hangs
-  tail     print the hangs and resolutions published on NATS, one per line
+  tail     print the hangs, resolutions and unresolved hangs published on NATS, one per line
   demo     watch it work: an embedded NATS server, the engine and a simulated pipeline
-  version  print the version
+  version  print the version (also: hangwatch --version)
 
 Run "hangwatch <command> --help" for the flags of a command. Every flag is also read from
 the environment: --max-wait from HANGWATCH_MAX_WAIT.
@@ -65,8 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tailCmd(rest, stdout, stderr)
 	case "demo":
 		err = demoCmd(rest, stdout, stderr)
-	case "version":
+	case "version", "--version", "-version":
 		err = versionCmd(rest, stdout)
+	case "docs": // hidden: writes docs/configuration.md
+		err = docsCmd(rest, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, overview)
 		return exitOK

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +15,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The binary, built once by the first test that runs it, goes with the run.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeBinary()
+		os.Exit(code)
+	}))
 }
 
 // lookupIn looks variables up in environ, as os.LookupEnv does in the environment.
@@ -143,21 +149,36 @@ func TestSummarize(t *testing.T) {
 	}{
 		{
 			name: "hang",
-			give: `{"message":{"timestamp":1763647346707,"type":"hang","call":{"id":"c1","teamId":"t1"},"messages":[{"text":"secret"}],"hang":{"reason":"turn-timeout","userMessageId":"user-2","firstUserMessageId":"user-2","waitMs":3000,"thresholdMs":3000}}}`,
-			want: "14:02:26.707 HANG      call=c1 team=t1 turn-timeout: user-2 unanswered for 3.0s (first turn user-2)",
+			give: `{"message":{"timestamp":1763647346707,"type":"hang","call":{"id":"c1","teamId":"t1"},"messages":[{"text":"secret"}],"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"user-2","firstUserMessageId":"user-2","waitMs":3000,"thresholdMs":3000}}}`,
+			want: "14:02:26.707 UTC HANG       call=c1 team=t1 turn-timeout, awaiting-assistant: user-2 unanswered for 3.0s (first turn user-2)",
+		},
+		{
+			name: "hang awaiting a tool, after an input gap, with the model",
+			give: `{"message":{"timestamp":1763647346707,"type":"hang","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"max-wait","stage":"awaiting-tool","userMessageId":"user-4","firstUserMessageId":"user-2","waitMs":10000,"thresholdMs":10000,"inputGapMs":1500,"model":{"provider":"openai","model":"gpt-4o"}}}}`,
+			want: "14:02:26.707 UTC HANG       call=c1 team=t1 max-wait, awaiting-tool: user-4 unanswered for 10.0s (first turn user-2), after an input gap of 1.5s model=openai/gpt-4o",
 		},
 		{
 			name: "resolved",
-			give: `{"message":{"timestamp":1763647350816,"type":"hang-resolved","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"turn-timeout","userMessageId":"user-3","firstUserMessageId":"user-2","replyMessageId":"r3","waitMs":7100}}}`,
-			want: "14:02:30.816 RESOLVED  call=c1 team=t1 user-2 answered after 7.1s (reply r3)",
+			give: `{"message":{"timestamp":1763647350816,"type":"hang-resolved","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"turn-timeout","stage":"after-tool","userMessageId":"user-3","firstUserMessageId":"user-2","replyMessageId":"r3","waitMs":7100}}}`,
+			want: "14:02:30.816 UTC RESOLVED   call=c1 team=t1 turn-timeout, after-tool: user-2 answered after 7.1s (reply r3)",
+		},
+		{
+			name: "unresolved",
+			give: `{"message":{"timestamp":1763647350816,"type":"hang-unresolved","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"turn-timeout","stage":"awaiting-tool","userMessageId":"user-3","firstUserMessageId":"user-2","waitMs":12000,"endedReason":"customer-ended-call"}}}`,
+			want: "14:02:30.816 UTC UNRESOLVED call=c1 team=t1 turn-timeout, awaiting-tool: user-2 never answered, the call ended after 12.0s (customer-ended-call)",
+		},
+		{
+			name: "unresolved without a reason",
+			give: `{"message":{"timestamp":1763647350816,"type":"hang-unresolved","call":{"id":"c1","teamId":"t1"},"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","firstUserMessageId":"user-2","waitMs":12000,"endedReason":""}}}`,
+			want: "14:02:30.816 UTC UNRESOLVED call=c1 team=t1 turn-timeout, awaiting-assistant: user-2 never answered, the call ended after 12.0s (no reason given)",
 		},
 		{name: "not JSON", give: `nope`, want: "voice.hang.t.c: not a hangwatch event"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := summarize("voice.hang.t.c", []byte(tt.give))
+			got := summarize("voice.hang.t.c", []byte(tt.give), time.UTC)
 			if !strings.HasPrefix(got, tt.want) || strings.Contains(got, "secret") {
-				t.Errorf("summarize() = %q, want %q", got, tt.want)
+				t.Errorf("summarize() =\n%q\nwant\n%q", got, tt.want)
 			}
 		})
 	}
@@ -178,17 +199,65 @@ func TestRunEmbeddedFailsOnBusyPort(t *testing.T) {
 	}
 }
 
+// TestRunFailsOnBusyPorts: a port of the metrics or of the HTTP ingest that is in use
+// fails the start with a one-line error, rather than leave the sidecar running without
+// them.
+func TestRunFailsOnBusyPorts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	tests := []struct {
+		name string
+		give []string
+		want string
+	}{
+		{name: "metrics", give: []string{"--metrics-listen", busy}, want: "--metrics-listen: listen tcp " + busy},
+		{name: "HTTP ingest", give: []string{"--metrics-listen", "", "--http-listen", busy}, want: "--http-listen: listen tcp " + busy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type result struct {
+				code   int
+				stderr string
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, _, stderr := runArgs(t, nil, append([]string{"run", "--embedded-listen", "127.0.0.1:0", "--log-level", "error"}, tt.give...)...)
+				done <- result{code, stderr}
+			}()
+			var code int
+			var stderr string
+			select {
+			case r := <-done:
+				code, stderr = r.code, r.stderr
+			case <-time.After(waitFor):
+				t.Fatal("the sidecar runs without the port it was given")
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if last := lines[len(lines)-1]; code != exitError || !strings.HasPrefix(last, "hangwatch: ") || !strings.Contains(last, tt.want) {
+				t.Errorf("exit %d, stderr %q; want exit 1 and a last line holding %q", code, stderr, tt.want)
+			}
+		})
+	}
+}
+
 // TestTailLine: tail prints one JSON object per line, even for a history the pipeline
 // sent pretty-printed, and its text summary shows no control character a publisher
 // slipped into an id.
 func TestTailLine(t *testing.T) {
 	pretty := []byte("{\n  \"message\": {\n    \"type\": \"hang\",\n    \"messages\": [\n      {\"text\": \"a\\nb\"}\n    ]\n  }\n}")
-	got := tailLine("json", "voice.hang.t.c", pretty)
+	got := tailLine("json", "voice.hang.t.c", pretty, time.UTC)
 	if strings.Contains(got, "\n") || !json.Valid([]byte(got)) || !strings.Contains(got, `"a\nb"`) {
 		t.Errorf("tailLine(json) = %q, want the event compacted on one line", got)
 	}
-	evil := []byte(`{"message":{"type":"hang","call":{"id":"c\u001b[31m1","teamId":"t\u0007"},"hang":{"userMessageId":"u\r"}}}`)
-	if got := tailLine("text", "voice.hang.t.c", evil); strings.ContainsAny(got, "\x1b\x07\r") {
+	evil := []byte(`{"message":{"type":"hang-unresolved","call":{"id":"c\u001b[31m1","teamId":"t\u0007"},"hang":{"userMessageId":"u\r","stage":"\u001b]0;x","endedReason":"e\u001b[2J"}}}`)
+	if got := tailLine("text", "voice.hang.t.c", evil, time.UTC); strings.ContainsAny(got, "\x1b\x07\r") {
 		t.Errorf("tailLine(text) = %q holds control characters", got)
+	}
+	if got := tailLine("text", "voice.hang.t.c", evil, time.UTC); !strings.Contains(got, "UNRESOLVED") {
+		t.Errorf("tailLine(text) = %q, want an unresolved hang", got)
 	}
 }

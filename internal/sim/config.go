@@ -61,13 +61,25 @@ type Config struct {
 	// SilentShare is the share of stalled turns in which the assistant first produces an
 	// empty message (a zero-token completion, which is no reply).
 	SilentShare float64
-	// HangUpShare is the share of stalled turns after which the caller hangs up instead
-	// of waiting for the reply: the hang is never resolved.
+	// HangUpShare is the share of stalled turns after which the caller hangs up in
+	// silence instead of waiting for the reply: the hang is never resolved, and the call
+	// ends with a hang-unresolved whose endedReason is EndedByCustomer.
 	HangUpShare float64
+	// ToolShare is the share of the turns answered in time in which the model first
+	// calls a tool (a tool_calls message, then its tool_call_result), all in time.
+	ToolShare float64
+	// ToolStallShare is the share of turns in which the model calls a tool whose result
+	// comes past the deadline: they hang at stage awaiting-tool, after the tool timeout.
+	// AfterToolShare is the share of turns in which the result comes in time but the
+	// reply past the turn timeout: they hang at stage after-tool.
+	ToolStallShare, AfterToolShare float64
 
 	// Timeout and MaxWait are the thresholds of the detector under test (SPEC §2;
 	// MaxWait 0 disables max-wait). The ground truth is computed with them.
 	Timeout, MaxWait time.Duration
+	// ToolTimeout is the detector's tool timeout, the turn timeout while a stretch awaits
+	// a tool's result; 0 means Timeout. It may not be below Timeout.
+	ToolTimeout time.Duration
 	// Margin keeps every event at least this far from the deadline of the stretch it
 	// belongs to, so that publishing and scheduling jitter below Margin cannot change
 	// whether a stretch hangs. It also bounds the zone around the end of a run in
@@ -80,6 +92,10 @@ type Config struct {
 	// their natural size, full metrics and one sentence of text. A target below what the
 	// smallest messages take cannot be met; the payloads then come out larger.
 	PayloadBytes, PayloadTurns int
+	// TextBytes, when above 0, is the length of the text of every user turn and reply
+	// (±25 %, in whole sentences), with full metrics, instead of the layout fitted to
+	// PayloadBytes.
+	TextBytes int
 
 	// Seed makes the calls of one run differ from those of another; the same seed
 	// gives the same calls, byte for byte. Call ids derive from it: an engine ignores
@@ -95,35 +111,40 @@ type Config struct {
 	Subject string
 }
 
-// DefaultConfig returns the defaults: 200 calls of 4 to 12 turns, 5 % late replies and
-// 2 % "hello?" stretches against a detector with a 5 s timeout and a 10 s max wait, and
-// payloads of about 30 KB at 60 turns.
+// DefaultConfig returns the defaults: 200 calls of 4 to 12 turns, 5 % late replies,
+// 2 % "hello?" stretches, 2 % late tool results and 1 % late replies after a tool (and
+// 15 % of the other turns call a tool in time), 10 % of the callers left waiting hanging
+// up, against a detector with a 5 s timeout and a 10 s max wait, and payloads of about
+// 30 KB at 60 turns.
 func DefaultConfig() Config {
 	return Config{
-		Calls:        200,
-		Ramp:         5 * time.Second,
-		TurnsMin:     4,
-		TurnsMax:     12,
-		ThinkMin:     2 * time.Second,
-		ThinkMax:     6 * time.Second,
-		ReplyMin:     600 * time.Millisecond,
-		ReplyMax:     2500 * time.Millisecond,
-		StallShare:   0.05,
-		HelloShare:   0.02,
-		HelloGapMin:  3 * time.Second,
-		HelloGapMax:  4500 * time.Millisecond,
-		LateMax:      4 * time.Second,
-		SilentShare:  0.25,
-		HangUpShare:  0.1,
-		Timeout:      5 * time.Second,
-		MaxWait:      10 * time.Second,
-		Margin:       500 * time.Millisecond,
-		PayloadBytes: 30_000,
-		PayloadTurns: 60,
-		Seed:         1,
-		TeamID:       "team-sim",
-		AssistantIDs: []string{"asst-front-desk", "asst-billing", "asst-booking"},
-		Subject:      "voice.events.{callId}.{type}",
+		Calls:          200,
+		Ramp:           5 * time.Second,
+		TurnsMin:       4,
+		TurnsMax:       12,
+		ThinkMin:       2 * time.Second,
+		ThinkMax:       6 * time.Second,
+		ReplyMin:       600 * time.Millisecond,
+		ReplyMax:       2500 * time.Millisecond,
+		StallShare:     0.05,
+		HelloShare:     0.02,
+		HelloGapMin:    3 * time.Second,
+		HelloGapMax:    4500 * time.Millisecond,
+		LateMax:        4 * time.Second,
+		SilentShare:    0.25,
+		HangUpShare:    0.1,
+		ToolShare:      0.15,
+		ToolStallShare: 0.02,
+		AfterToolShare: 0.01,
+		Timeout:        5 * time.Second,
+		MaxWait:        10 * time.Second,
+		Margin:         500 * time.Millisecond,
+		PayloadBytes:   30_000,
+		PayloadTurns:   60,
+		Seed:           1,
+		TeamID:         "team-sim",
+		AssistantIDs:   []string{"asst-front-desk", "asst-billing", "asst-booking"},
+		Subject:        "voice.events.{callId}.{type}",
 	}
 }
 
@@ -148,7 +169,8 @@ func (c Config) Validate() error {
 	for _, s := range []struct {
 		name string
 		p    float64
-	}{{"stall share", c.StallShare}, {"hello share", c.HelloShare}, {"silent share", c.SilentShare}, {"hang-up share", c.HangUpShare}} {
+	}{{"stall share", c.StallShare}, {"hello share", c.HelloShare}, {"silent share", c.SilentShare}, {"hang-up share", c.HangUpShare},
+		{"tool share", c.ToolShare}, {"tool stall share", c.ToolStallShare}, {"after-tool share", c.AfterToolShare}} {
 		if err := share(s.name, s.p); err != nil {
 			return err
 		}
@@ -174,17 +196,21 @@ func (c Config) Validate() error {
 		return bad("hello gap must satisfy 0 < min <= max, got %v..%v", c.HelloGapMin, c.HelloGapMax)
 	case c.LateMax < 0:
 		return bad("late max must not be negative, got %v", c.LateMax)
-	case c.StallShare+c.HelloShare > 1:
-		return bad("stall share plus hello share must not exceed 1, got %v", c.StallShare+c.HelloShare)
+	case c.StallShare+c.HelloShare+c.ToolStallShare+c.AfterToolShare > 1:
+		return bad("the stall, hello, tool stall and after-tool shares must not exceed 1 together, got %v",
+			c.StallShare+c.HelloShare+c.ToolStallShare+c.AfterToolShare)
 	case c.Timeout < time.Millisecond:
 		return bad("timeout must be at least 1ms, got %v", c.Timeout)
 	case c.MaxWait < 0 || (c.MaxWait > 0 && c.MaxWait <= c.Timeout):
 		return bad("max-wait must be 0 or above timeout %v, got %v", c.Timeout, c.MaxWait)
+	case c.ToolTimeout != 0 && c.ToolTimeout < c.Timeout:
+		// A tool call would move the deadline nearer, into the steps planned in time.
+		return bad("tool timeout must be 0 or at least timeout %v, got %v", c.Timeout, c.ToolTimeout)
 	case c.Margin < 0 || c.Timeout <= 2*c.Margin:
 		// A reply in time must fit before Timeout-Margin, after a gap of at least Margin.
 		return bad("margin must be 0 or above and below half the timeout %v, got %v", c.Timeout, c.Margin)
-	case c.PayloadBytes < 0:
-		return bad("payload bytes must not be negative, got %d", c.PayloadBytes)
+	case c.PayloadBytes < 0 || c.TextBytes < 0:
+		return bad("payload and text bytes must not be negative, got %d and %d", c.PayloadBytes, c.TextBytes)
 	case c.PayloadBytes > 0 && c.PayloadTurns < 1:
 		return bad("payload turns must be at least 1, got %d", c.PayloadTurns)
 	case len(c.AssistantIDs) == 0:
@@ -204,11 +230,13 @@ type params struct {
 	gapMin, gapMax           int64
 	lateMax                  int64
 	timeout, maxWait, margin int64
-	stall, hello             uint64 // thresholds of the turn kind draw: stall, then stall+hello
-	silent, postHello        uint64
-	hangUp                   uint64
-	calls                    int64
-	ramp                     int64
+	toolTimeout              int64
+	// Thresholds of the turn kind draw: stall, then stall+hello, and so on.
+	stall, hello, toolStall, afterTool uint64
+	silent, postHello                  uint64
+	hangUp, tool                       uint64
+	calls                              int64
+	ramp                               int64
 }
 
 // minGap is the least time between two messages of a call, so that no two events of a
@@ -218,22 +246,29 @@ const minGap = 50
 func newParams(c Config) params {
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	p := params{
-		turnsMin: int64(c.TurnsMin),
-		turnsMax: int64(c.TurnsMax),
-		thinkMin: ms(c.ThinkMin),
-		thinkMax: ms(c.ThinkMax),
-		lateMax:  ms(c.LateMax),
-		timeout:  ms(c.Timeout),
-		maxWait:  ms(c.MaxWait),
-		margin:   ms(c.Margin),
-		stall:    threshold(c.StallShare),
-		hello:    threshold(c.StallShare + c.HelloShare),
-		silent:   threshold(c.SilentShare),
+		turnsMin:  int64(c.TurnsMin),
+		turnsMax:  int64(c.TurnsMax),
+		thinkMin:  ms(c.ThinkMin),
+		thinkMax:  ms(c.ThinkMax),
+		lateMax:   ms(c.LateMax),
+		timeout:   ms(c.Timeout),
+		maxWait:   ms(c.MaxWait),
+		margin:    ms(c.Margin),
+		stall:     threshold(c.StallShare),
+		hello:     threshold(c.StallShare + c.HelloShare),
+		toolStall: threshold(c.StallShare + c.HelloShare + c.ToolStallShare),
+		afterTool: threshold(c.StallShare + c.HelloShare + c.ToolStallShare + c.AfterToolShare),
+		tool:      threshold(c.ToolShare),
+		silent:    threshold(c.SilentShare),
 		// Half of the callers whose reply is late say something again before it comes.
 		postHello: threshold(0.5),
 		hangUp:    threshold(c.HangUpShare),
 		calls:     int64(c.Calls),
 		ramp:      ms(c.Ramp),
+	}
+	p.toolTimeout = p.timeout
+	if c.ToolTimeout > 0 {
+		p.toolTimeout = ms(c.ToolTimeout)
 	}
 	// Replies and repetitions that are meant to be in time stay clear of the deadline.
 	clear := p.timeout - p.margin

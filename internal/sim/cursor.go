@@ -6,12 +6,14 @@ import "github.com/hangwatch/hangwatch/detector"
 type msgKind uint8
 
 const (
-	msgWelcome msgKind = iota + 1 // the assistant's greeting
-	msgUser                       // the first user turn of a turn
-	msgHello                      // the caller speaks again while nobody has answered
-	msgSilent                     // an assistant message with empty text: no reply
-	msgReply                      // the assistant's reply
-	msgEnd                        // the end of the call; not a message
+	msgWelcome    msgKind = iota + 1 // the assistant's greeting
+	msgUser                          // the first user turn of a turn
+	msgHello                         // the caller speaks again while nobody has answered
+	msgSilent                        // an assistant message with empty text: no reply
+	msgReply                         // the assistant's reply
+	msgToolCall                      // the model calls a tool (role tool_calls)
+	msgToolResult                    // the tool's result (role tool_call_result)
+	msgEnd                           // the end of the call; not a message
 )
 
 // message is one step of a call's timeline, with what it takes to render it.
@@ -23,15 +25,20 @@ type message struct {
 	user int32
 	at   int64 // milliseconds after the call's start
 	prev int64 // at of the previous step
+	// tool is, for a tool call and its result, the index of the tool call message: the
+	// tool call id derives from it.
+	tool int32
 }
 
 // turnKind is what happens in a turn.
 type turnKind uint8
 
 const (
-	turnNormal turnKind = iota // the reply comes in time
-	turnStall                  // the reply comes past the turn timeout
-	turnHello                  // nobody answers; the caller repeats until max-wait
+	turnNormal    turnKind = iota // the reply comes in time
+	turnStall                     // the reply comes past the turn timeout
+	turnHello                     // nobody answers; the caller repeats until max-wait
+	turnToolStall                 // the model calls a tool whose result comes past the deadline
+	turnAfterTool                 // the tool's result comes in time, the reply past the turn timeout
 )
 
 // phase is what the next step of a call is.
@@ -40,9 +47,7 @@ type phase uint8
 const (
 	phWelcome phase = iota
 	phUser          // the first user turn of the next turn
-	phReply         // the reply in time, at replyAt
-	phSilent        // the empty assistant message at silentAt, then phLate
-	phLate          // the repetition at helloAt if any, then the late reply or hang-up at replyAt
+	phTurn          // the planned steps of the turn (tool call, result, empty message, repetition), then the reply or hang-up at replyAt
 	phHello         // a repetition, or the reply
 	phEnd           // the end of the call
 	phDone          // nothing: the call has ended
@@ -69,18 +74,23 @@ type cursor struct {
 	hangUp  bool  // the caller hangs up if the current turn stalls
 	replyAt int64 // the planned reply, or hang-up; 0 while not planned
 	// silentAt and helloAt are the planned empty assistant message and repetition of a
-	// stalled turn; 0 when there is none (no step of a call is at 0: the status-update
-	// is).
-	silentAt, helloAt int64
+	// stalled turn, toolAt and resultAt the planned tool call and its result; 0 when
+	// there is none (no step of a call is at 0: the status-update is).
+	silentAt, helloAt, toolAt, resultAt int64
+	toolIndex                           int32 // index of the turn's tool call message
 
 	// The stretch: open while unanswered, hung once its deadline has passed. Its fields
 	// keep describing it after a reply closes it, until the next user turn opens another.
 	open, hung         bool
 	reason             detector.Reason
-	firstN, lastN      int32 // user numbers of its first turn and of its latest before the hang
+	tool               toolState      // the tool calls of the stretch so far
+	stage              detector.Stage // at the hang
+	firstN, lastN      int32          // user numbers of its first turn and of its latest before the hang
 	firstAt, lastAt    int64
 	deadline           int64
 	hungNow, closedNow bool // the latest step passed the deadline; it closed a hung stretch
+	// stopped says the call was ended by the stop of a Runner (HangUpOnStop).
+	stopped bool
 }
 
 func newCursor(cs uint64, turns int32) cursor {
@@ -99,18 +109,8 @@ func (c *cursor) next(p *params) message {
 		return c.emit(p, msgWelcome, between(c.draw(0, saltWelcome), 200, 400))
 	case phUser:
 		return c.startTurn(p)
-	case phReply:
-		return c.reply(p, c.replyAt)
-	case phSilent:
-		c.phase = phLate
-		return c.emit(p, msgSilent, c.silentAt)
-	case phLate:
-		if c.helloAt > 0 {
-			t := c.helloAt
-			c.helloAt = 0
-			return c.emit(p, msgHello, t)
-		}
-		return c.reply(p, c.replyAt)
+	case phTurn:
+		return c.turnStep(p)
 	case phHello:
 		return c.repeat(p)
 	case phEnd:
@@ -123,38 +123,98 @@ func (c *cursor) next(p *params) message {
 func (c *cursor) startTurn(p *params) message {
 	c.turn++
 	k := uint64(c.turn)
-	c.hellos, c.replyAt, c.silentAt, c.helloAt = 0, 0, 0, 0
+	c.hellos, c.replyAt, c.silentAt, c.helloAt, c.toolAt, c.resultAt = 0, 0, 0, 0, 0, 0
 	c.hangUp = chance(c.draw(k, saltHangUp), p.hangUp)
 	switch h := c.draw(k, saltKind); {
 	case chance(h, p.stall):
 		c.kind = turnStall
 	case chance(h, p.hello):
 		c.kind = turnHello
+	case chance(h, p.toolStall):
+		c.kind = turnToolStall
+	case chance(h, p.afterTool):
+		c.kind = turnAfterTool
 	default:
 		c.kind = turnNormal
 	}
 	m := c.emit(p, msgUser, c.at+between(c.draw(k, saltThink), p.thinkMin, p.thinkMax))
+	c.phase = phTurn
+	reply := between(c.draw(k, saltReply), p.replyMin, p.replyMax) // in time, after the turn
 	switch c.kind {
 	case turnNormal:
-		c.phase = phReply
-		c.replyAt = m.at + between(c.draw(k, saltReply), p.replyMin, p.replyMax)
+		c.replyAt = m.at + reply
+		if chance(c.draw(k, saltTool), p.tool) {
+			// The model calls a tool and answers with its result, all in time.
+			c.toolAt = m.at + reply/3
+			c.resultAt = m.at + 2*reply/3
+		}
 	case turnStall:
-		c.phase = phLate
 		late := between(c.draw(k, saltLate), 0, p.lateMax)
 		c.replyAt = c.deadline + p.margin + late
 		if chance(c.draw(k, saltSilent), p.silent) {
 			// A zero-token completion, well before the deadline; it answers nobody.
-			c.phase = phSilent
 			c.silentAt = m.at + between(c.draw(k, saltSilentAt), p.replyMin, p.replyMax)
 		}
-		if late >= 2*minGap && chance(c.draw(k, saltPostHello), p.postHello) {
-			// The caller, hearing nothing past the deadline, speaks again.
-			c.helloAt = c.deadline + p.margin + between(c.draw(k, saltPostHelloAt), 0, late-minGap)
+		c.planPostHello(p, k, late)
+	case turnToolStall:
+		// The tool is called in time and its result comes past the deadline of a stretch
+		// awaiting it; the reply follows the result. A caller who hangs up does so when
+		// the result would have come.
+		c.toolAt = m.at + reply/2
+		due, _ := deadline(p, c.firstAt, c.lastAt, true)
+		late := between(c.draw(k, saltLate), 0, p.lateMax)
+		c.replyAt = due + p.margin + late
+		if !c.hangUp {
+			c.resultAt = c.replyAt
+			c.replyAt += between(c.draw(k, saltToolReply), p.replyMin, p.replyMax)
 		}
+		c.planPostHello(p, k, late)
+	case turnAfterTool:
+		// The tool answers in time; the reply comes past the turn timeout.
+		c.toolAt = m.at + reply/3
+		c.resultAt = m.at + 2*reply/3
+		late := between(c.draw(k, saltLate), 0, p.lateMax)
+		c.replyAt = c.deadline + p.margin + late
+		c.planPostHello(p, k, late)
 	case turnHello:
 		c.phase = phHello
 	}
 	return m
+}
+
+// planPostHello plans, for half the stalled turns, a repetition of the caller who
+// hears nothing past the deadline, before the reply that comes late after it.
+func (c *cursor) planPostHello(p *params, k uint64, late int64) {
+	if late >= 2*minGap && chance(c.draw(k, saltPostHello), p.postHello) {
+		c.helloAt = c.deadline + p.margin + between(c.draw(k, saltPostHelloAt), 0, late-minGap)
+	}
+}
+
+// turnStep emits the next planned step of the turn, in time order: the tool call, the
+// empty assistant message, the caller's repetition, the tool's result; then the reply
+// (or the hang-up).
+func (c *cursor) turnStep(p *params) message {
+	next := func(t *int64, kind msgKind) message {
+		at := *t
+		*t = 0
+		return c.emit(p, kind, at)
+	}
+	var (
+		t    *int64
+		kind msgKind
+	)
+	for _, s := range []struct {
+		t    *int64
+		kind msgKind
+	}{{&c.toolAt, msgToolCall}, {&c.silentAt, msgSilent}, {&c.helloAt, msgHello}, {&c.resultAt, msgToolResult}} {
+		if *s.t > 0 && (t == nil || *s.t < *t) {
+			t, kind = s.t, s.kind
+		}
+	}
+	if t != nil {
+		return next(t, kind)
+	}
+	return c.reply(p, c.replyAt)
 }
 
 // repeat emits the next repetition of a caller whom nobody answers, or the reply.
@@ -213,6 +273,7 @@ func (c *cursor) emit(p *params, kind msgKind, t int64) message {
 	c.at = t
 	if c.open && !c.hung && t >= c.deadline {
 		c.hung, c.hungNow = true, true
+		c.stage = c.tool.stage()
 	}
 	switch kind {
 	case msgUser, msgHello:
@@ -220,12 +281,29 @@ func (c *cursor) emit(p *params, kind msgKind, t int64) message {
 		m.user = c.users
 		switch {
 		case !c.open:
-			c.open, c.firstN, c.firstAt = true, c.users, t
+			c.open, c.firstN, c.firstAt, c.tool = true, c.users, t, toolNone
 			c.lastN, c.lastAt = c.users, t
-			c.deadline, c.reason = deadline(p, c.firstAt, c.lastAt)
+			c.rearm(p)
 		case !c.hung:
 			c.lastN, c.lastAt = c.users, t
-			c.deadline, c.reason = deadline(p, c.firstAt, c.lastAt)
+			c.rearm(p)
+		}
+	case msgToolCall:
+		c.toolIndex = c.msgs
+		m.tool = c.toolIndex
+		if c.open {
+			c.tool = toolAwaiting
+			if !c.hung {
+				c.rearm(p)
+			}
+		}
+	case msgToolResult:
+		m.tool = c.toolIndex
+		if c.open {
+			c.tool = toolDone
+			if !c.hung {
+				c.rearm(p)
+			}
 		}
 	case msgReply:
 		c.replies++
@@ -239,11 +317,42 @@ func (c *cursor) emit(p *params, kind msgKind, t int64) message {
 	return m
 }
 
+// rearm sets the deadline of the open stretch from its turns and its stage. The turn
+// plans keep every step clear of the deadline it moves to, so that no step makes a
+// stretch hang at once.
+func (c *cursor) rearm(p *params) {
+	c.deadline, c.reason = deadline(p, c.firstAt, c.lastAt, c.tool == toolAwaiting)
+}
+
+// toolState is what the tool calls of a stretch say of its stage (SPEC §2).
+type toolState uint8
+
+const (
+	toolNone     toolState = iota // no tool call since the first user turn
+	toolAwaiting                  // a tool call has no result yet
+	toolDone                      // every tool call has its result
+)
+
+func (s toolState) stage() detector.Stage {
+	switch s {
+	case toolAwaiting:
+		return detector.StageAwaitingTool
+	case toolDone:
+		return detector.StageAfterTool
+	}
+	return detector.StageAwaitingAssistant
+}
+
 // deadline returns when a stretch whose first and latest user turns ended at first and
-// last hangs, and why (SPEC §2): the earlier of the turn timeout from the latest turn and
-// the max wait from the first; on a tie, the turn timeout.
-func deadline(p *params, first, last int64) (int64, detector.Reason) {
-	at, reason := last+p.timeout, detector.ReasonTurnTimeout
+// last hangs, and why (SPEC §2): the earlier of the turn timeout from the latest turn (the
+// tool timeout while the stretch awaits a tool) and the max wait from the first; on a
+// tie, the turn timeout.
+func deadline(p *params, first, last int64, awaitingTool bool) (int64, detector.Reason) {
+	timeout := p.timeout
+	if awaitingTool {
+		timeout = p.toolTimeout
+	}
+	at, reason := last+timeout, detector.ReasonTurnTimeout
 	if p.maxWait > 0 && first+p.maxWait < at {
 		at, reason = first+p.maxWait, detector.ReasonMaxWait
 	}

@@ -7,6 +7,9 @@ const hexDigits = "0123456789abcdef"
 // quoted returns s as a JSON string.
 func quoted(s string) []byte { return wire.AppendJSONString(nil, s) }
 
+// appendQuoted appends s as a JSON string.
+func appendQuoted(b []byte, s string) []byte { return wire.AppendJSONString(b, s) }
+
 // escaped returns s as the inside of a JSON string, without the quotes: a piece of text
 // that can be copied into a string already opened.
 func escaped(s string) []byte {

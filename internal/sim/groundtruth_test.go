@@ -2,80 +2,59 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/hangwatch/hangwatch/detector"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
-// output is what the tests compare of a hang or a hang-resolved.
+// output is what the tests compare of a hang, a hang-resolved or a hang-unresolved.
 type output struct {
 	kind        detector.Kind
 	reason      detector.Reason
+	stage       detector.Stage
 	first, user string
 	reply       string
-	deadline    time.Time // hang only
-	wait        time.Duration
-	at          time.Time // when it was published; not compared
+	ended       string        // unresolved only
+	deadline    time.Time     // hang only
+	wait        time.Duration // resolved and unresolved
+	at          time.Time     // when it was published; not compared
 }
 
 func (o output) String() string {
-	return fmt.Sprintf("%v/%v first=%s user=%s reply=%s deadline=%s wait=%v",
-		o.kind, o.reason, o.first, o.user, o.reply, o.deadline.Format("15:04:05.000"), o.wait)
+	return fmt.Sprintf("%v/%v/%v first=%s user=%s reply=%s ended=%s deadline=%s wait=%v",
+		o.kind, o.reason, o.stage, o.first, o.user, o.reply, o.ended, o.deadline.Format("15:04:05.000"), o.wait)
 }
 
 // wantOutputs returns the outputs that the stalls of a call must produce.
 func wantOutputs(stalls []Stall) []output {
 	var out []output
 	for _, s := range stalls {
-		out = append(out, output{kind: detector.KindHang, reason: s.Reason, first: s.FirstUserMessageID, user: s.UserMessageID, deadline: s.At()})
+		out = append(out, output{kind: detector.KindHang, reason: s.Reason, stage: s.Stage, first: s.FirstUserMessageID,
+			user: s.UserMessageID, deadline: s.At()})
 		if s.Resolved {
-			out = append(out, output{kind: detector.KindResolved, reason: s.Reason, first: s.FirstUserMessageID,
+			out = append(out, output{kind: detector.KindResolved, reason: s.Reason, stage: s.Stage, first: s.FirstUserMessageID,
 				user: s.LastUserMessageID, reply: s.ReplyMessageID, wait: s.Wait})
+		} else {
+			out = append(out, output{kind: detector.KindUnresolved, reason: s.Reason, stage: s.Stage, first: s.FirstUserMessageID,
+				user: s.LastUserMessageID, ended: s.EndedReason, wait: s.Wait})
 		}
 	}
 	return out
 }
 
-// size is a detector.Payload that only knows its length.
-type size int
-
-func (n size) Len() int { return int(n) }
-
-// toEvent builds the detector's view of a wire event, the way the decoder does.
+// toEvent decodes a wire event as the engine does, received at received (engine time
+// and wall time alike).
 func toEvent(t testing.TB, data []byte, received time.Time) detector.Event {
-	w, msgs := decode(t, data)
-	ev := detector.Event{
-		CallID:   w.Message.Call.ID,
-		Received: received.UnixNano(),
-		Payload:  size(len(data)),
-		Messages: int32(len(msgs)),
+	t.Helper()
+	var ev detector.Event
+	if err := wire.Decode(&ev, data, wire.DefaultLimits()); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
 	}
-	switch w.Message.Type {
-	case TypeConversationUpdate:
-		ev.Type = detector.TypeConversationUpdate
-	case TypeStatusUpdate:
-		ev.Type = detector.TypeStatusUpdate
-	case TypeEndOfCallReport:
-		ev.Type = detector.TypeEndOfCallReport
-	default:
-		t.Fatalf("unexpected type %q", w.Message.Type)
-	}
-	switch w.Message.Call.Status {
-	case "ongoing":
-		ev.Status = detector.StatusOngoing
-	case "finished":
-		ev.Status = detector.StatusFinished
-	}
-	for i, m := range msgs {
-		turn := detector.Turn{ID: m.MessageID, Index: int32(i), HasTime: m.Timestamp != nil}
-		if m.Timestamp != nil {
-			turn.Time = *m.Timestamp
-		}
-		ev.Stretches = detector.AddMessage(ev.Stretches, detector.ParseRole(m.Role), strings.TrimSpace(m.Text) != "", turn)
-	}
+	ev.Received, ev.Wall = received.UnixNano(), received.UnixNano()
 	return ev
 }
 
@@ -86,7 +65,7 @@ func detect(t testing.TB, cfg detector.Config, events []recorded, jitter time.Du
 	var (
 		c    detector.Call
 		outs []output
-		wake int64 = -1
+		wake int64 = math.MaxInt64
 		n    uint64
 	)
 	late := func() int64 {
@@ -98,9 +77,12 @@ func detect(t testing.TB, cfg detector.Config, events []recorded, jitter time.Du
 	}
 	record := func(s detector.Step) {
 		wake = s.Wake
-		if o := s.Output; o != nil {
-			out := output{kind: o.Kind, reason: o.Reason, first: o.FirstUserMessageID, user: o.UserMessageID,
-				reply: o.ReplyMessageID, at: time.Unix(0, o.At)}
+		if s.Forget {
+			wake = math.MaxInt64
+		}
+		for _, o := range s.Outputs {
+			out := output{kind: o.Kind, reason: o.Reason, stage: o.Stage, first: o.FirstUserMessageID, user: o.UserMessageID,
+				reply: o.ReplyMessageID, ended: o.EndedReason, at: time.Unix(0, o.At)}
 			if o.Kind == detector.KindHang {
 				out.deadline = time.Unix(0, o.Deadline)
 			} else {
@@ -110,19 +92,19 @@ func detect(t testing.TB, cfg detector.Config, events []recorded, jitter time.Du
 		}
 	}
 	tick := func(before int64) {
-		for wake >= 0 {
+		for wake < math.MaxInt64 {
 			at := wake + late()
 			if at > before {
 				return
 			}
-			record(c.Tick(&cfg, at))
+			record(c.Tick(&cfg, at, at))
 		}
 	}
 	for _, r := range events {
 		received := r.at.Add(time.Duration(late()))
 		tick(received.UnixNano())
 		ev := toEvent(t, r.data, received)
-		record(c.Apply(&cfg, &ev))
+		record(c.Apply(&cfg, &ev, received.UnixNano()))
 	}
 	tick(until.UnixNano())
 	return outs
@@ -169,6 +151,8 @@ func TestGroundTruthMatchesDetector(t *testing.T) {
 			stormy(c)
 			c.ReplyMin, c.ReplyMax, c.ThinkMin = 4*time.Second, 10*time.Second, 0
 		}},
+		{"tool timeout longer", func(c *Config) { stormy(c); c.ToolTimeout = 8 * time.Second }},
+		{"tool timeout past max-wait", func(c *Config) { stormy(c); c.ToolTimeout = 12 * time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +171,7 @@ func TestGroundTruthMatchesDetector(t *testing.T) {
 					c.Seed = seed
 				})
 				cfg := detector.DefaultConfig()
-				cfg.Timeout, cfg.MaxWait = s.cfg.Timeout, s.cfg.MaxWait
+				cfg.Timeout, cfg.MaxWait, cfg.ToolTimeout = s.cfg.Timeout, s.cfg.MaxWait, s.cfg.ToolTimeout
 				for i := range uint64(40) {
 					sc := s.Script(i, t0.Add(time.Duration(i)*1234*time.Millisecond))
 					events := scriptEvents(sc)
@@ -202,6 +186,7 @@ func TestGroundTruthMatchesDetector(t *testing.T) {
 					}
 					for _, st := range stallList {
 						kinds[st.Reason.String()]++
+						kinds[st.Stage.String()]++
 						if !st.Resolved {
 							kinds["hang-up"]++
 						}
@@ -218,7 +203,8 @@ func TestGroundTruthMatchesDetector(t *testing.T) {
 				t.Fatal("no turn or no stall at all")
 			}
 			t.Logf("%d turns, %d stalls: %v", turns, stalls, kinds)
-			if tt.name != "default" && (kinds["turn-timeout"] == 0 || kinds["hang-up"] == 0 || kinds["spoke after the hang"] == 0) {
+			if tt.name != "default" && (kinds["turn-timeout"] == 0 || kinds["hang-up"] == 0 || kinds["spoke after the hang"] == 0 ||
+				kinds["awaiting-assistant"] == 0 || kinds["awaiting-tool"] == 0 || kinds["after-tool"] == 0) {
 				t.Errorf("the calls do not cover every kind of stall: %v", kinds)
 			}
 			if wantMaxWait := s0(tt.change).MaxWait > 0; (kinds["max-wait"] > 0) != wantMaxWait {
@@ -240,28 +226,34 @@ func s0(change func(*Config)) Config {
 // TestStallShares checks that the shares of stalled turns come out as configured.
 func TestStallShares(t *testing.T) {
 	tests := []struct {
-		name        string
-		stall       float64
-		hello       float64
-		maxWait     time.Duration
-		wantTimeout float64 // share of turns that hang with turn-timeout
-		wantMaxWait float64
+		name                            string
+		stall, hello, tool, after       float64
+		maxWait                         time.Duration
+		wantTimeout, wantMaxWait        float64 // shares of turns that hang awaiting the assistant, by reason
+		wantAwaitingTool, wantAfterTool float64
 	}{
-		{"default", 0.05, 0.02, 10 * time.Second, 0.05, 0.02},
-		{"more", 0.2, 0.1, 10 * time.Second, 0.2, 0.1},
-		{"no max-wait", 0.2, 0.1, 0, 0.2, 0},
-		{"none", 0, 0, 10 * time.Second, 0, 0},
+		{"default", 0.05, 0.02, 0.02, 0.01, 10 * time.Second, 0.05, 0.02, 0.02, 0.01},
+		{"more", 0.2, 0.1, 0.1, 0.05, 10 * time.Second, 0.2, 0.1, 0.1, 0.05},
+		{"no max-wait", 0.2, 0.1, 0.1, 0.05, 0, 0.2, 0, 0.1, 0.05},
+		{"none", 0, 0, 0, 0, 10 * time.Second, 0, 0, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSim(t, func(c *Config) { c.StallShare, c.HelloShare, c.MaxWait = tt.stall, tt.hello, tt.maxWait })
-			var turns, timeouts, maxWaits int
+			s := newSim(t, func(c *Config) {
+				c.StallShare, c.HelloShare, c.ToolStallShare, c.AfterToolShare, c.MaxWait = tt.stall, tt.hello, tt.tool, tt.after, tt.maxWait
+			})
+			var turns, timeouts, maxWaits, awaitingTool, afterTool int
 			for i := range uint64(4000) {
 				sc := s.Script(i, t0)
 				sc.scan(func(int64) { turns++ }, func(r stallRec) {
-					if r.reason == detector.ReasonMaxWait {
+					switch {
+					case r.stage == detector.StageAwaitingTool:
+						awaitingTool++
+					case r.stage == detector.StageAfterTool:
+						afterTool++
+					case r.reason == detector.ReasonMaxWait:
 						maxWaits++
-					} else {
+					default:
 						timeouts++
 					}
 				})
@@ -270,9 +262,10 @@ func TestStallShares(t *testing.T) {
 				share := float64(got) / float64(turns)
 				return share >= want*0.9-0.002 && share <= want*1.1+0.002
 			}
-			if !near(timeouts, tt.wantTimeout) || !near(maxWaits, tt.wantMaxWait) {
-				t.Errorf("of %d turns, %d turn-timeout and %d max-wait stalls; want shares %v and %v",
-					turns, timeouts, maxWaits, tt.wantTimeout, tt.wantMaxWait)
+			if !near(timeouts, tt.wantTimeout) || !near(maxWaits, tt.wantMaxWait) ||
+				!near(awaitingTool, tt.wantAwaitingTool) || !near(afterTool, tt.wantAfterTool) {
+				t.Errorf("of %d turns, %d turn-timeout, %d max-wait, %d awaiting-tool and %d after-tool stalls; want shares %v, %v, %v and %v",
+					turns, timeouts, maxWaits, awaitingTool, afterTool, tt.wantTimeout, tt.wantMaxWait, tt.wantAwaitingTool, tt.wantAfterTool)
 			}
 		})
 	}

@@ -25,16 +25,18 @@ func newSim(t testing.TB, change func(*Config)) *Sim {
 
 // stormy makes calls with many stalls of every kind, so that few calls cover them all.
 func stormy(c *Config) {
-	c.StallShare, c.HelloShare, c.SilentShare, c.HangUpShare = 0.3, 0.2, 0.5, 0.2
+	c.StallShare, c.HelloShare, c.SilentShare, c.HangUpShare = 0.25, 0.15, 0.5, 0.2
+	c.ToolShare, c.ToolStallShare, c.AfterToolShare = 0.3, 0.1, 0.1
 }
 
 // wireEvent is an event decoded with encoding/json: the fields that detection reads, and
 // the history as raw bytes.
 type wireEvent struct {
 	Message struct {
-		Type      string `json:"type"`
-		Timestamp int64  `json:"timestamp"`
-		Call      struct {
+		Type        string `json:"type"`
+		Timestamp   int64  `json:"timestamp"`
+		EndedReason string `json:"endedReason"`
+		Call        struct {
 			ID          string `json:"id"`
 			Status      string `json:"status"`
 			TeamID      string `json:"teamId"`
@@ -51,6 +53,10 @@ type wireMessage struct {
 	Role      string `json:"role"`
 	Text      string `json:"text"`
 	Timestamp *int64 `json:"timestamp"`
+	ToolCalls []struct {
+		ID string `json:"id"`
+	} `json:"toolCalls"`
+	ToolCallID string `json:"toolCallId"`
 }
 
 func decode(t testing.TB, data []byte) (wireEvent, []wireMessage) {

@@ -62,6 +62,9 @@ func (sc *Script) appendEvent(b []byte, c *cursor) []byte {
 		b = sc.appendUpdate(b, c.msgs, at)
 	default:
 		b = sc.appendHead(b, evEnd, at)
+		b = append(b, `"endedReason":"`...)
+		b = append(b, sc.endedReason(c)...)
+		b = append(b, `","call":`...)
 		b = sc.appendCall(b, at, c)
 		b = append(b, `,"assistant":{},"messages":[]`...)
 	}
@@ -86,12 +89,38 @@ func (sc *Script) appendUpdate(b []byte, n int32, at int64) []byte {
 	return append(b, ']')
 }
 
+// appendHead appends the start of an event up to its call object, which follows; an
+// end-of-call-report's up to the members before it.
 func (sc *Script) appendHead(b []byte, typ eventType, at int64) []byte {
 	b = append(b, `{"message":{"timestamp":`...)
 	b = strconv.AppendInt(b, sc.start+at, 10)
 	b = append(b, `,"type":"`...)
 	b = append(b, typ.String()...)
+	if typ == evEnd {
+		return append(b, `",`...)
+	}
 	return append(b, `","call":`...)
+}
+
+// The endedReason of a call's end-of-call-report.
+const (
+	// EndedByCustomer ends a call whose caller hung up, in silence or not.
+	EndedByCustomer = "customer-ended-call"
+	// EndedByAssistant ends a call that the assistant closed after its last reply.
+	EndedByAssistant = "assistant-ended-call"
+	// EndedByStop ends the calls still live when a Runner with HangUpOnStop stops.
+	EndedByStop = "simulation-stopped"
+)
+
+// endedReason returns the endedReason of the end of the call that c stands on.
+func (sc *Script) endedReason(c *cursor) string {
+	switch {
+	case c.stopped:
+		return EndedByStop
+	case c.open || draw(sc.cs, 0, saltEnd)&1 == 0:
+		return EndedByCustomer // a caller left waiting is the one who hangs up
+	}
+	return EndedByAssistant
 }
 
 func (sc *Script) appendTail(b []byte) []byte {
@@ -119,10 +148,10 @@ func (sc *Script) appendCall(b []byte, at int64, ended *cursor) []byte {
 		b = append(b, `"ongoing","phoneCallStatus":"in-progress","phoneCallStatusReason":"Call is in progress","callEndTriggerBy":"","assistantCallDuration":0`...)
 	} else {
 		b = append(b, `"finished","phoneCallStatus":"completed","phoneCallStatusReason":"Call is completed","callEndTriggerBy":`...)
-		if ended.open || draw(sc.cs, 0, saltEnd)&1 == 0 {
-			b = append(b, `"user"`...) // a caller left waiting is the one who hangs up
-		} else {
+		if sc.endedReason(ended) == EndedByAssistant {
 			b = append(b, `"assistant"`...)
+		} else {
+			b = append(b, `"user"`...)
 		}
 		b = append(b, `,"assistantCallDuration":`...)
 		b = strconv.AppendInt(b, at, 10)
@@ -203,6 +232,8 @@ func (sc *Script) appendMessageText(b []byte, m *message, lay *layout) ([]byte, 
 		b = append(b, `,"metrics":`...)
 		b = appendUserMetrics(b, lay.userLevel, m, ts, hm)
 		return append(b, `,"skippedAssistantMessages":[]}`...), text
+	case msgToolCall, msgToolResult:
+		return sc.appendTool(b, m, ts), 0
 	case msgWelcome:
 		b = append(b, `{"messageId":"welcome-1","role":"assistant","text":"`...)
 		n := len(b)
@@ -229,6 +260,49 @@ func (sc *Script) appendMessageText(b []byte, m *message, lay *layout) ([]byte, 
 	b = append(b, `,"metrics":`...)
 	b = appendAssistantMetrics(b, lay.replyLevel, m, ts, hm, -1, text)
 	return append(b, '}'), text
+}
+
+// appendTool appends a tool call (role tool_calls, its toolCalls naming the call's id)
+// or its result (role tool_call_result, toolCallId naming the same id) at ts.
+func (sc *Script) appendTool(b []byte, m *message, ts int64) []byte {
+	tool := &tools[draw(sc.cs, uint64(m.tool), saltToolName)%uint64(len(tools))]
+	if m.kind == msgToolCall {
+		b = append(b, `{"messageId":"tool-call-`...)
+		b = strconv.AppendInt(b, int64(m.index), 10)
+		b = append(b, `","role":"tool_calls","text":"","toolCalls":[{"id":`...)
+		b = sc.appendToolCallID(b, m.tool)
+		b = append(b, `,"type":"function","function":{"name":"`...)
+		b = append(b, tool.name...)
+		b = append(b, `","arguments":`...)
+		b = appendQuoted(b, tool.arguments)
+		b = append(b, `}}]`...)
+	} else {
+		b = append(b, `{"messageId":"tool-result-`...)
+		b = strconv.AppendInt(b, int64(m.index), 10)
+		b = append(b, `","role":"tool_call_result","name":"`...)
+		b = append(b, tool.name...)
+		b = append(b, `","toolCallId":`...)
+		b = sc.appendToolCallID(b, m.tool)
+		b = append(b, `,"result":`...)
+		b = appendQuoted(b, tool.result)
+	}
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	return append(b, `,"metrics":{}}`...)
+}
+
+// appendToolCallID appends the id of the tool call made by message index, as a JSON
+// string: call_ and 24 characters.
+func (sc *Script) appendToolCallID(b []byte, index int32) []byte {
+	b = append(b, `"call_`...)
+	for i := range uint64(4) {
+		r := draw(sc.cs, uint64(index)<<2|i, saltToolID)
+		for range 6 {
+			b = append(b, idAlphabet[(r&63)%uint64(len(idAlphabet))])
+			r >>= 6
+		}
+	}
+	return append(b, '"')
 }
 
 // gen returns the speech generation time of assistant message index: the time from the
@@ -376,6 +450,10 @@ const sampleStart = 1_763_647_331_000
 // richest metrics that leave room for some text, and fills the rest with text.
 func (s *Sim) fitLayout() layout {
 	full := layout{userLevel: 3, replyLevel: 3}
+	if s.cfg.TextBytes > 0 {
+		full.userText, full.replyText = s.cfg.TextBytes, s.cfg.TextBytes
+		return full
+	}
 	if s.cfg.PayloadBytes == 0 {
 		return full
 	}
@@ -384,6 +462,12 @@ func (s *Sim) fitLayout() layout {
 	envelope := len(sc.appendTail(sc.appendUpdate(nil, 0, 0)))
 	welcome, _ := sc.appendMessageText(nil, &message{kind: msgWelcome, at: 300}, &full)
 	perTurn := (s.cfg.PayloadBytes - envelope - len(welcome)) / s.cfg.PayloadTurns
+	// The turns that call a tool carry its call and result too: take their share out.
+	call, _ := sc.appendMessageText(nil, &message{kind: msgToolCall, index: 40, at: 300_000}, &full)
+	result, _ := sc.appendMessageText(nil, &message{kind: msgToolResult, index: 41, tool: 40, at: 300_500}, &full)
+	c := s.cfg
+	toolTurns := c.ToolShare*(1-c.StallShare-c.HelloShare-c.ToolStallShare-c.AfterToolShare) + c.ToolStallShare + c.AfterToolShare
+	perTurn -= int(toolTurns * float64(len(call)+len(result)+2))
 	userBudget := perTurn*45/100 - 1 // a comma before each message
 	replyBudget := perTurn - userBudget - 2
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ func checkEvents(t *testing.T, sc Script) {
 		prevAt      time.Duration = -1
 		n           int
 		users       int
+		toolCall    string // the id of the latest tool call
 		last        wireEvent
 	)
 	for ev := range sc.Events() {
@@ -85,10 +87,13 @@ func checkEvents(t *testing.T, sc Script) {
 			if newest.Timestamp == nil || *newest.Timestamp != m.Timestamp {
 				t.Errorf("update %d: newest message at %v, event at %d", n, newest.Timestamp, m.Timestamp)
 			}
-			checkMessageID(t, newest, n, &users)
+			checkMessageID(t, newest, n, &users, &toolCall)
 		case ev.Type == TypeEndOfCallReport:
 			if m.Call.Status != "finished" || string(m.Messages) != "[]" {
 				t.Errorf("end: status %q messages %s", m.Call.Status, m.Messages)
+			}
+			if m.EndedReason != EndedByCustomer && m.EndedReason != EndedByAssistant {
+				t.Errorf("end: endedReason %q", m.EndedReason)
 			}
 		default:
 			t.Fatalf("event %d: unexpected type %q", n, ev.Type)
@@ -102,8 +107,9 @@ func checkEvents(t *testing.T, sc Script) {
 }
 
 // checkMessageID checks the id of the n-th message: welcome-1 first, then user-N in
-// order, and assistant messages named after the latest user turn.
-func checkMessageID(t *testing.T, m wireMessage, n int, users *int) {
+// order, assistant messages named after the latest user turn, and tool calls and their
+// results named after their position, each result naming the latest tool call.
+func checkMessageID(t *testing.T, m wireMessage, n int, users *int, toolCall *string) {
 	t.Helper()
 	switch {
 	case n == 1:
@@ -118,6 +124,16 @@ func checkMessageID(t *testing.T, m wireMessage, n int, users *int) {
 	case m.Role == "assistant":
 		if !strings.HasPrefix(m.MessageID, fmt.Sprintf("user-%d-", *users)) {
 			t.Errorf("assistant message %q does not answer user-%d", m.MessageID, *users)
+		}
+	case m.Role == "tool_calls":
+		if want := fmt.Sprintf("tool-call-%d", n-1); m.MessageID != want || m.Text != "" || len(m.ToolCalls) != 1 ||
+			!strings.HasPrefix(m.ToolCalls[0].ID, "call_") {
+			t.Errorf("tool call %+v, want %s with one call", m, want)
+		}
+		*toolCall = m.ToolCalls[0].ID
+	case m.Role == "tool_call_result":
+		if want := fmt.Sprintf("tool-result-%d", n-1); m.MessageID != want || m.ToolCallID == "" || m.ToolCallID != *toolCall {
+			t.Errorf("tool result %+v, want %s naming %s", m, want, *toolCall)
 		}
 	default:
 		t.Errorf("message %+v has role %q", m, m.Role)
@@ -169,6 +185,33 @@ func TestPayloadBytes(t *testing.T) {
 				t.Errorf("60-turn payloads average %d bytes, want %d ±10%% (layout %+v)", got, tt.give, s.lay)
 			}
 		})
+	}
+}
+
+// TestTextBytes checks that TextBytes sets the length of the texts of user turns and
+// replies, on average.
+func TestTextBytes(t *testing.T) {
+	for _, give := range []int{200, 600, 2000} {
+		s := newSim(t, func(c *Config) { c.TextBytes = give })
+		var total, n int
+		for i := range uint64(20) {
+			var last []byte
+			for ev := range s.Script(i, t0).Events() {
+				if ev.Type == TypeConversationUpdate {
+					last = slices.Clone(ev.Data)
+				}
+			}
+			_, msgs := decode(t, last)
+			for _, m := range msgs[1:] { // the welcome is a phrase of its own
+				if m.Role == "user" && !strings.HasSuffix(m.Text, "?") || m.Role == "assistant" && m.Text != "" {
+					total += len(m.Text)
+					n++
+				}
+			}
+		}
+		if mean := float64(total) / float64(n); mean < float64(give)*0.8 || mean > float64(give)*1.1 {
+			t.Errorf("TextBytes %d: texts of %.0f bytes on average", give, mean)
+		}
 	}
 }
 

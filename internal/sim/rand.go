@@ -30,6 +30,11 @@ const (
 	saltPhone
 	saltAssistant
 	saltClinic
+	saltTool
+	saltToolReply
+	saltToolID
+	saltEndedReason
+	saltToolName
 )
 
 // mix is the finalizer of splitmix64: a bijection of uint64 with good avalanche.

@@ -44,6 +44,7 @@ type Runner struct {
 	started atomic.Bool
 	start   atomic.Pointer[time.Time] // nil until Run starts
 	cutoff  atomic.Pointer[time.Time] // nil until Run returns
+	stop    atomic.Int64              // Unix ms when Run stopped publishing; 0 until then
 	workers atomic.Pointer[[]*worker]
 }
 
@@ -96,6 +97,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Wait()
 
 	stop := r.clock.Now().UnixMilli()
+	r.stop.Store(stop)
 	cutoff := stop
 	for _, w := range workers {
 		cutoff = min(cutoff, w.sched.top().due())
@@ -178,13 +180,17 @@ func (r *Runner) Stats() Stats {
 	return st
 }
 
-// Truth returns the ground truth of the run. Before Run starts it knows no call.
+// Truth returns the ground truth of the run. Before Run starts it knows no call; once
+// Run has stopped it knows when, which the hang-unresolved of the calls that
+// HangUpOnStop ends are measured to.
 func (r *Runner) Truth() *Truth {
 	t := r.start.Load()
 	if t == nil {
 		return &Truth{sim: r.sim}
 	}
-	return r.sim.Truth(*t)
+	truth := r.sim.Truth(*t)
+	truth.stop = r.stop.Load()
+	return truth
 }
 
 // worker publishes the events of its slots in time order, waiting on one timer.
@@ -332,6 +338,6 @@ func (sc *Script) ended(c *cursor, stop int64) cursor {
 	for e.msgs < published {
 		e.next(&sc.sim.p)
 	}
-	e.phase, e.at = phDone, max(stop-sc.start, e.at)
+	e.phase, e.at, e.stopped = phDone, max(stop-sc.start, e.at), true
 	return e
 }

@@ -287,7 +287,7 @@ func TestRunnerAgainstDetector(t *testing.T) {
 			for id, events := range byCall(t, rec.snapshot()) {
 				for _, o := range detect(t, cfg, events, 0, st.Cutoff.Add(time.Minute), 0) {
 					obs = append(obs, Observation{Kind: o.kind, CallID: id, FirstUserMessageID: o.first,
-						Reason: o.reason, Wait: o.wait, At: o.at})
+						Reason: o.reason, Stage: o.stage, Wait: o.wait, EndedReason: o.ended, At: o.at})
 				}
 			}
 			got := r.Truth().Tally(obs, st.Cutoff)
@@ -295,7 +295,7 @@ func TestRunnerAgainstDetector(t *testing.T) {
 			if got.Stalls == 0 || got.Resolved == 0 || got.Calls <= s.cfg.Calls || got.Turns == 0 {
 				t.Errorf("too little happened: %v", got)
 			}
-			if got.Missed+got.False+got.Duplicates+got.WrongReason+got.Unresolved+got.FalseResolved+got.WrongWait != 0 {
+			if got.Errors() != 0 || got.Unresolved == 0 {
 				t.Errorf("the detector disagrees with the truth: %v", got)
 			}
 			if got.Hangs != got.Stalls || got.Lag(1) >= 100*time.Millisecond || got.Lag(0) < 0 {

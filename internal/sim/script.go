@@ -99,28 +99,33 @@ func (sc *Script) appendSubject(b []byte, typ eventType) []byte {
 }
 
 // Stall is a stretch of a call that must hang (SPEC §2): the ground truth that a
-// detector with the configured Timeout and MaxWait is checked against.
+// detector with the configured thresholds is checked against.
 type Stall struct {
 	CallID string
-	// Start is the start of the call; Deadline and Reply are measured from it.
+	// Start is the start of the call; Deadline, Reply and End are measured from it.
 	Start time.Time
 	// FirstUserMessageID is the first user turn of the stretch, UserMessageID the
 	// latest one when it hangs: the hang's firstUserMessageId and userMessageId.
 	FirstUserMessageID, UserMessageID string
-	// Reason is the deadline that fires: the earlier of the turn timeout from the latest
-	// user turn and the max wait from the first; on a tie, the turn timeout.
+	// Reason is the deadline that fires: the earlier of the turn timeout (the tool
+	// timeout while a tool runs) from the latest user turn and the max wait from the
+	// first; on a tie, the turn timeout.
 	Reason detector.Reason
+	// Stage is what the caller was waiting for when the stretch hung.
+	Stage detector.Stage
 	// Deadline is when it hangs, after the start of the call.
 	Deadline time.Duration
 	// Resolved reports whether a reply ends the stretch. It does not when the caller
-	// hangs up first; the call then ends at End.
-	Resolved bool
-	// Reply is when the reply comes (when Resolved), End when the call ends otherwise;
-	// both after the start of the call.
+	// hangs up first: the call then ends at End, with a hang-unresolved whose
+	// endedReason is EndedReason.
+	Resolved    bool
+	EndedReason string
+	// Reply is when the reply comes (when Resolved), End when the call ends otherwise.
 	Reply, End time.Duration
-	// ReplyMessageID, LastUserMessageID and Wait are what the hang-resolved carries:
-	// the reply, the latest user turn before it (the caller may have spoken again after
-	// the hang), and the time from the first user turn to the reply.
+	// ReplyMessageID is the reply (when Resolved). LastUserMessageID is the latest user
+	// turn before the reply or the end (the caller may have spoken again after the
+	// hang): the userMessageId of the hang-resolved or hang-unresolved. Wait is the
+	// time from the first user turn to the reply, or to the end: their waitMs.
 	ReplyMessageID, LastUserMessageID string
 	Wait                              time.Duration
 }
@@ -138,9 +143,10 @@ func (sc Script) Stalls() []Stall {
 // stallRec is a Stall as scan finds it: numbers only, so that Tally can walk millions
 // of calls without building strings.
 type stallRec struct {
-	first, user, last int32 // user numbers: first turn, latest at the hang, latest before the reply
+	first, user, last int32 // user numbers: first turn, latest at the hang, latest before the reply or end
 	reply             int32 // message index of the reply
 	reason            detector.Reason
+	stage             detector.Stage
 	resolved          bool
 	firstAt           int64 // time of the first user turn
 	deadline          int64
@@ -161,7 +167,7 @@ func (sc *Script) scan(turn func(at int64), stall func(stallRec)) int64 {
 	for {
 		m := c.next(p)
 		if c.hungNow {
-			r = stallRec{first: c.firstN, user: c.lastN, reason: c.reason, firstAt: c.firstAt, deadline: c.deadline}
+			r = stallRec{first: c.firstN, user: c.lastN, reason: c.reason, stage: c.stage, firstAt: c.firstAt, deadline: c.deadline}
 			open = true
 		}
 		switch {
@@ -192,12 +198,14 @@ func (sc *Script) stall(r stallRec) Stall {
 		FirstUserMessageID: userID(r.first),
 		UserMessageID:      userID(r.user),
 		Reason:             r.reason,
+		Stage:              r.stage,
 		Deadline:           ms(r.deadline),
 		Resolved:           r.resolved,
 		LastUserMessageID:  userID(r.last),
 	}
 	if !r.resolved {
-		s.End = ms(r.end)
+		// A stretch left hung is ended by the caller hanging up in silence.
+		s.End, s.Wait, s.EndedReason = ms(r.end), ms(r.end-r.firstAt), EndedByCustomer
 		return s
 	}
 	s.Reply, s.Wait = ms(r.end), ms(r.end-r.firstAt)

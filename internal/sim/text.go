@@ -102,3 +102,12 @@ var replyFillers = []string{
 	"I can send you the address and the opening hours by text as well.",
 	"Let me know if you would like me to book the follow-up visit now too.",
 }
+
+// The tools the simulated assistants call, each with the arguments it is called with
+// and the result it gives (JSON in a string, as the platforms carry them).
+var tools = []struct{ name, arguments, result string }{
+	{"lookup_appointment", `{"patientId":"P-20931"}`, `{"found":true,"slot":"2025-11-27T15:00:00Z","doctor":"Dr. M\u00fcller"}`},
+	{"check_availability", `{"day":"thursday","after":"14:00"}`, `{"slots":["14:30","15:00","16:15"]}`},
+	{"lookup_invoice", `{"invoice":"INV-4471"}`, `{"status":"paid","amount":120.0,"currency":"EUR"}`},
+	{"verify_insurance", `{"provider":"Blue Cross","memberId":"XJ-88120"}`, `{"covered":true,"copay":25}`},
+}

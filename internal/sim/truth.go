@@ -22,6 +22,9 @@ type Truth struct {
 	sim   *Sim
 	start int64 // Unix milliseconds
 	known bool  // false for the truth of a run that has not started: no call
+	// stop is when the Runner stopped and, with HangUpOnStop, ended every live call
+	// (Unix ms); 0 while unknown.
+	stop int64
 }
 
 // Truth returns the ground truth of a Runner of s whose Run started at start (see
@@ -56,26 +59,29 @@ func (t *Truth) Expect(callID, firstUserMessageID string) (Stall, bool) {
 	return found, hit
 }
 
-// Observation is a hang or hang-resolved that an engine published, as the observer
-// read it off the wire.
+// Observation is a hang, hang-resolved or hang-unresolved that an engine published,
+// as the observer read it off the wire.
 type Observation struct {
-	// Kind is detector.KindHang or detector.KindResolved; any other value counts as a
-	// hang.
+	// Kind is detector.KindHang, KindResolved or KindUnresolved; any other value counts
+	// as a hang.
 	Kind detector.Kind
 	// CallID and FirstUserMessageID are call.id and hang.firstUserMessageId: together
 	// they name the stretch.
 	CallID, FirstUserMessageID string
-	// Reason is hang.reason (see ParseReason).
+	// Reason and Stage are hang.reason and hang.stage (see ParseReason and ParseStage).
 	Reason detector.Reason
-	// Wait is hang.waitMs of a hang-resolved.
+	Stage  detector.Stage
+	// Wait is hang.waitMs of a hang-resolved or hang-unresolved.
 	Wait time.Duration
+	// EndedReason is hang.endedReason of a hang-unresolved.
+	EndedReason string
 	// At is when it was published: message.timestamp, the engine's detection time.
 	At time.Time
 }
 
-// ParseObservation reads a hang or hang-resolved as an engine publishes it (SPEC §3).
-// A message.type other than "hang-resolved" counts as a hang. at is when it was
-// received, in the precision the observer has; with the zero time, At is
+// ParseObservation reads an output as an engine publishes it (SPEC §3). A
+// message.type other than "hang-resolved" and "hang-unresolved" counts as a hang. at is
+// when it was received, in the precision the observer has; with the zero time, At is
 // message.timestamp, the engine's own detection time, to the millisecond.
 func ParseObservation(data []byte, at time.Time) (Observation, error) {
 	var out struct {
@@ -87,8 +93,10 @@ func ParseObservation(data []byte, at time.Time) (Observation, error) {
 			} `json:"call"`
 			Hang struct {
 				Reason             string `json:"reason"`
+				Stage              string `json:"stage"`
 				FirstUserMessageID string `json:"firstUserMessageId"`
 				WaitMs             int64  `json:"waitMs"`
+				EndedReason        string `json:"endedReason"`
 			} `json:"hang"`
 		} `json:"message"`
 	}
@@ -97,17 +105,35 @@ func ParseObservation(data []byte, at time.Time) (Observation, error) {
 	}
 	m := &out.Message
 	kind := detector.KindHang
-	if m.Type == "hang-resolved" {
+	switch m.Type {
+	case detector.KindResolved.String():
 		kind = detector.KindResolved
+	case detector.KindUnresolved.String():
+		kind = detector.KindUnresolved
 	}
 	if at.IsZero() {
 		at = time.UnixMilli(m.Timestamp)
 	}
 	return Observation{
 		Kind: kind, CallID: m.Call.ID, FirstUserMessageID: m.Hang.FirstUserMessageID,
-		Reason: ParseReason(m.Hang.Reason), Wait: time.Duration(m.Hang.WaitMs) * time.Millisecond,
+		Reason: ParseReason(m.Hang.Reason), Stage: ParseStage(m.Hang.Stage),
+		Wait: time.Duration(m.Hang.WaitMs) * time.Millisecond, EndedReason: m.Hang.EndedReason,
 		At: at,
 	}, nil
+}
+
+// StageUnknown is what ParseStage returns for a value that is no stage, or none: it
+// differs from every stage, so that a missing stage counts as a wrong one.
+const StageUnknown detector.Stage = 255
+
+// ParseStage returns the Stage of a hang.stage value, or StageUnknown.
+func ParseStage(s string) detector.Stage {
+	for _, st := range detector.Stages() {
+		if st.String() == s {
+			return st
+		}
+	}
+	return StageUnknown
 }
 
 // ParseReason returns the Reason of a hang.reason value, or 0 for an unknown one.
@@ -121,41 +147,62 @@ func ParseReason(s string) detector.Reason {
 	return 0
 }
 
-// Tally is the comparison of observed hangs and resolutions with the ground truth, over
-// a run observed until a given end.
+// Tally is the comparison of the outputs observed with the ground truth, over a run
+// observed until a given end.
 //
 // A stretch that must hang by the end counts among Stalls. One that must hang within
 // Margin before the end counts only if it was observed (the engine may not have had the
 // time), and one that hangs after the end does not count at all: its observations, and
 // any unexpected observation made after the end (the silence of a call that the end of
 // the run cut off looks like a stall), count as Beyond.
+//
+// Each counted stall must have its hang, and then one outcome: its hang-resolved when
+// the reply came, its hang-unresolved when the caller hung up in silence. An outcome
+// due within Margin before the end counts only if observed; one due after the end is
+// not expected, except that a Runner with HangUpOnStop ends every live call when it
+// stops, which makes a hang-unresolved (endedReason EndedByStop) of every stretch still
+// hung then, unless the reply came between the end and the stop.
 type Tally struct {
 	// Calls and Turns are the calls started and the turns begun by the end.
 	Calls, Turns int
 	// Stalls are the stretches that must have hung; Hangs the distinct stretches
-	// observed to hang: those of Stalls, plus False.
-	Stalls, Hangs int
-	// Resolved counts the Stalls whose resolution was observed.
-	Resolved int
+	// observed to hang: those of Stalls, plus False. Resolved and Unresolved count the
+	// Stalls whose hang-resolved, or hang-unresolved, was observed as expected.
+	Stalls, Hangs, Resolved, Unresolved int
+	// Stopped counts those of Unresolved that the stop of the Runner ended
+	// (EndedByStop), not the caller.
+	Stopped int
+	// Stages counts the observed hangs of Stalls by their true stage.
+	Stages [3]int
 	// Missed counts the Stalls not observed to hang; False the observed hangs of
 	// stretches that must not hang.
 	Missed, False int
-	// Duplicates counts the observations beyond the first of a hang or a resolution.
+	// Duplicates counts the observations beyond the first of a hang, a resolution or
+	// an unresolved.
 	Duplicates int
-	// WrongReason counts the observed Stalls with another reason than expected.
-	WrongReason int
-	// Unresolved counts the Stalls whose reply came before the end (by Margin) without
-	// an observed resolution; FalseResolved the observed resolutions of stretches
-	// that have none (the caller hung up, or the stretch never hung).
-	Unresolved, FalseResolved int
-	// WrongWait counts the observed resolutions whose waitMs differs from the truth.
-	WrongWait int
+	// WrongReason and WrongStage count the observed outputs of Stalls with another
+	// reason or stage than expected; WrongWait the hang-resolved and hang-unresolved
+	// whose waitMs differs from the truth, WrongEndedReason the hang-unresolved whose
+	// endedReason does.
+	WrongReason, WrongStage, WrongWait, WrongEndedReason int
+	// MissedResolved and MissedUnresolved count the Stalls whose expected outcome was
+	// not observed; FalseResolved and FalseUnresolved the observed outcomes of
+	// stretches that have none, or the other one.
+	MissedResolved, MissedUnresolved int
+	FalseResolved, FalseUnresolved   int
 	// Beyond counts the observations left out because they concern the time after
 	// the end.
 	Beyond int
 	// Lags are the detection lags of the observed Stalls, At minus the true deadline,
 	// in ascending order.
 	Lags []time.Duration
+}
+
+// Errors returns the number of every disagreement with the truth: missed, false,
+// duplicate and wrong outputs, and missed or false outcomes.
+func (t Tally) Errors() int {
+	return t.Missed + t.False + t.Duplicates + t.WrongReason + t.WrongStage + t.WrongWait + t.WrongEndedReason +
+		t.MissedResolved + t.MissedUnresolved + t.FalseResolved + t.FalseUnresolved
 }
 
 // Lag returns the q-quantile (0 ≤ q ≤ 1) of the detection lags by nearest rank, 0 when
@@ -174,13 +221,18 @@ func Quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 // Summary returns the tally on one line: calls=… turns=… stalls=… hangs=… resolved=…
-// missed=… false=…, then the other counts and the lag quantiles.
+// unresolved=… missed=… false=…, then the stages, the other counts and the lag
+// quantiles.
 func (t Tally) Summary() string {
-	return fmt.Sprintf("calls=%d turns=%d stalls=%d hangs=%d resolved=%d missed=%d false=%d"+
-		" duplicates=%d wrong_reason=%d unresolved=%d false_resolved=%d wrong_wait=%d beyond=%d"+
+	return fmt.Sprintf("calls=%d turns=%d stalls=%d hangs=%d resolved=%d unresolved=%d missed=%d false=%d"+
+		" duplicates=%d awaiting_assistant=%d awaiting_tool=%d after_tool=%d"+
+		" wrong_reason=%d wrong_stage=%d wrong_wait=%d wrong_ended_reason=%d"+
+		" missed_resolved=%d missed_unresolved=%d false_resolved=%d false_unresolved=%d beyond=%d"+
 		" lag_p50=%v lag_p99=%v lag_max=%v",
-		t.Calls, t.Turns, t.Stalls, t.Hangs, t.Resolved, t.Missed, t.False,
-		t.Duplicates, t.WrongReason, t.Unresolved, t.FalseResolved, t.WrongWait, t.Beyond,
+		t.Calls, t.Turns, t.Stalls, t.Hangs, t.Resolved, t.Unresolved, t.Missed, t.False, t.Duplicates,
+		t.Stages[detector.StageAwaitingAssistant], t.Stages[detector.StageAwaitingTool], t.Stages[detector.StageAfterTool],
+		t.WrongReason, t.WrongStage, t.WrongWait, t.WrongEndedReason,
+		t.MissedResolved, t.MissedUnresolved, t.FalseResolved, t.FalseUnresolved, t.Beyond,
 		t.Lag(0.5), t.Lag(0.99), t.Lag(1))
 }
 
@@ -193,10 +245,10 @@ type stretchKey struct {
 	first int32
 }
 
-// seen are the observations of one stretch.
+// seen are the observations of one stretch, by kind: indexes into the observations.
 type seen struct {
-	hangs, resolved []int // indexes into the observations
-	expected        bool  // a stall of the truth claimed them
+	hangs, resolved, unresolved []int
+	expected                    bool // a stall of the truth claimed them
 }
 
 // Tally compares the observations with the ground truth of the run until end, normally
@@ -220,9 +272,12 @@ func (t *Truth) Tally(observed []Observation, end time.Time) Tally {
 			s = &seen{}
 			byStretch[k] = s
 		}
-		if o.Kind == detector.KindResolved {
+		switch o.Kind {
+		case detector.KindResolved:
 			s.resolved = append(s.resolved, i)
-		} else {
+		case detector.KindUnresolved:
+			s.unresolved = append(s.unresolved, i)
+		default:
 			s.hangs = append(s.hangs, i)
 		}
 	}
@@ -240,6 +295,15 @@ func (t *Truth) Tally(observed []Observation, end time.Time) Tally {
 			*count++
 		}
 	}
+	falseOf := func(i int) *int {
+		switch observed[i].Kind {
+		case detector.KindResolved:
+			return &total.FalseResolved
+		case detector.KindUnresolved:
+			return &total.FalseUnresolved
+		}
+		return &total.False
+	}
 	for _, s := range byStretch {
 		if s.expected {
 			continue
@@ -248,16 +312,12 @@ func (t *Truth) Tally(observed []Observation, end time.Time) Tally {
 			unexpected(s.hangs[0], &total.False)
 			total.Duplicates += len(s.hangs) - 1
 		}
-		for _, i := range s.resolved {
-			unexpected(i, &total.FalseResolved)
+		for _, i := range append(s.resolved, s.unresolved...) {
+			unexpected(i, falseOf(i))
 		}
 	}
 	for _, i := range stray {
-		if observed[i].Kind == detector.KindResolved {
-			unexpected(i, &total.FalseResolved)
-		} else {
-			unexpected(i, &total.False)
-		}
+		unexpected(i, falseOf(i))
 	}
 	total.Hangs += total.False
 	slices.Sort(total.Lags)
@@ -271,7 +331,8 @@ func (t *Truth) walk(observed []Observation, byStretch map[stretchKey]*seen, end
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Go(func() {
-			j := judge{observed: observed, byStretch: byStretch, end: endMs, margin: t.sim.p.margin, tally: &parts[p]}
+			j := judge{observed: observed, byStretch: byStretch, end: endMs, margin: t.sim.p.margin, tally: &parts[p],
+				stop: t.stop, hangUpOnStop: t.sim.cfg.HangUpOnStop}
 			turn, stall := j.turn, j.stall
 			for s := int64(p); s < calls; s += int64(len(parts)) {
 				for j.sc = t.sim.firstScript(s, t.start); j.sc.start <= endMs; {
@@ -296,25 +357,36 @@ func (t *Tally) add(o Tally) {
 	t.Stalls += o.Stalls
 	t.Hangs += o.Hangs
 	t.Resolved += o.Resolved
+	t.Unresolved += o.Unresolved
+	t.Stopped += o.Stopped
+	for i := range t.Stages {
+		t.Stages[i] += o.Stages[i]
+	}
 	t.Missed += o.Missed
 	t.False += o.False
 	t.Duplicates += o.Duplicates
 	t.WrongReason += o.WrongReason
-	t.Unresolved += o.Unresolved
-	t.FalseResolved += o.FalseResolved
+	t.WrongStage += o.WrongStage
 	t.WrongWait += o.WrongWait
+	t.WrongEndedReason += o.WrongEndedReason
+	t.MissedResolved += o.MissedResolved
+	t.MissedUnresolved += o.MissedUnresolved
+	t.FalseResolved += o.FalseResolved
+	t.FalseUnresolved += o.FalseUnresolved
 	t.Beyond += o.Beyond
 	t.Lags = append(t.Lags, o.Lags...)
 }
 
 // judge compares the stalls of the calls of one worker of walk with the observations.
 type judge struct {
-	observed  []Observation
-	byStretch map[stretchKey]*seen
-	end       int64 // Unix ms
-	margin    int64
-	tally     *Tally
-	sc        Script // the call being walked
+	observed     []Observation
+	byStretch    map[stretchKey]*seen
+	end          int64 // Unix ms
+	margin       int64
+	stop         int64 // Unix ms, 0 while unknown
+	hangUpOnStop bool
+	tally        *Tally
+	sc           Script // the call being walked
 }
 
 func (j *judge) turn(at int64) {
@@ -327,46 +399,114 @@ func (j *judge) stall(r stallRec) {
 	t := j.tally
 	deadline := j.sc.start + r.deadline
 	s := j.byStretch[stretchKey{j.sc.index, r.first}]
-	var hangs, resolved []int
-	if s != nil {
-		// Each stretch is one stall of one call, so no other goroutine writes s.
-		s.expected = true
-		hangs, resolved = s.hangs, s.resolved
+	if s == nil {
+		s = &seen{}
 	}
+	// Each stretch is one stall of one call, so no other goroutine writes s.
+	s.expected = true
 	switch {
 	case deadline > j.end:
-		t.Beyond += len(hangs) + len(resolved)
+		t.Beyond += len(s.hangs) + len(s.resolved) + len(s.unresolved)
 		return
-	case deadline > j.end-j.margin && len(hangs) == 0:
+	case deadline > j.end-j.margin && len(s.hangs) == 0:
 		return // too near the end to be sure that it is due
 	}
 	t.Stalls++
-	if len(hangs) > 0 {
+	if len(s.hangs) > 0 {
 		t.Hangs++
-		t.Duplicates += len(hangs) - 1
-		o := &j.observed[hangs[0]]
-		if o.Reason != r.reason {
-			t.WrongReason++
-		}
+		t.Stages[min(int(r.stage), len(t.Stages)-1)]++
+		t.Duplicates += len(s.hangs) - 1
+		o := &j.observed[s.hangs[0]]
+		j.check(o, &r)
 		t.Lags = append(t.Lags, o.At.Sub(time.UnixMilli(deadline)))
 	} else {
 		t.Missed++
 	}
+	j.outcome(s, &r)
+}
 
-	reply := j.sc.start + r.end
-	switch {
-	case len(resolved) > 0 && !r.resolved:
-		t.FalseResolved += len(resolved)
-	case len(resolved) > 0 && reply > j.end:
-		t.Beyond += len(resolved)
-	case len(resolved) > 0:
+// check compares the reason and stage of an output of stall r with the truth.
+func (j *judge) check(o *Observation, r *stallRec) {
+	if o.Reason != r.reason {
+		j.tally.WrongReason++
+	}
+	if o.Stage != r.stage {
+		j.tally.WrongStage++
+	}
+}
+
+// outcome judges the hang-resolved and hang-unresolved observed of stall r, which hung
+// by the end.
+func (j *judge) outcome(s *seen, r *stallRec) {
+	t := j.tally
+	at := j.sc.start + r.end // the reply, or the caller's hang-up
+	// own: the stall's own outcome was published (before the end), or may have been
+	// (between the end and the stop, when the stop is known); stopped: the stop may
+	// have ended the call first.
+	own := at < j.end || at < j.stop
+	stopped := j.hangUpOnStop && at >= j.end
+	required := at <= j.end-j.margin || (stopped && j.sc.start+r.deadline <= j.end-j.margin)
+	// An outcome that is not this stall's is false, unless it concerns the time after
+	// the end, which the tally leaves out.
+	wrong := func(count *int) {
+		if at >= j.end {
+			t.Beyond++
+		} else {
+			*count++
+		}
+	}
+
+	matched := false
+	for k, i := range s.resolved {
+		o := &j.observed[i]
+		switch {
+		case !r.resolved || !own:
+			wrong(&t.FalseResolved)
+			continue
+		case k > 0 || matched:
+			t.Duplicates++
+			continue
+		}
+		matched = true
 		t.Resolved++
-		t.Duplicates += len(resolved) - 1
-		if j.observed[resolved[0]].Wait != time.Duration(r.end-r.firstAt)*time.Millisecond {
+		j.check(o, r)
+		if o.Wait != time.Duration(r.end-r.firstAt)*time.Millisecond {
 			t.WrongWait++
 		}
-	case r.resolved && reply <= j.end-j.margin:
+	}
+	for k, i := range s.unresolved {
+		o := &j.observed[i]
+		switch {
+		case (r.resolved || !own) && !stopped:
+			wrong(&t.FalseUnresolved)
+			continue
+		case k > 0 || matched:
+			t.Duplicates++
+			continue
+		}
+		matched = true
 		t.Unresolved++
+		j.check(o, r)
+		switch {
+		case !r.resolved && own && o.EndedReason == EndedByCustomer:
+			if o.Wait != time.Duration(r.end-r.firstAt)*time.Millisecond {
+				t.WrongWait++
+			}
+		case stopped && o.EndedReason == EndedByStop:
+			t.Stopped++
+			if j.stop != 0 && o.Wait != time.Duration(j.stop-j.sc.start-r.firstAt)*time.Millisecond {
+				t.WrongWait++
+			}
+		default:
+			t.WrongEndedReason++
+		}
+	}
+	if !matched && required {
+		if r.resolved && !stopped {
+			t.MissedResolved++
+		} else {
+			t.MissedUnresolved++
+		}
 	}
 }
 

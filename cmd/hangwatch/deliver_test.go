@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hangwatch/hangwatch/internal/natstest"
+	"github.com/hangwatch/hangwatch/transport/webhook"
+)
+
+const testDeliverSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func TestDeliverFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		give     []string
+		wantErr  string
+		wantURLs int
+	}{
+		{name: "off", give: nil},
+		{name: "one URL", give: []string{"--deliver-url", "https://hooks.example.com/hang", "--deliver-secret", testDeliverSecret}, wantURLs: 1},
+		{name: "repeated", give: []string{"--deliver-url", "https://a.example.com", "--deliver-url", "https://b.example.com", "--deliver-secret", testDeliverSecret}, wantURLs: 2},
+		{name: "from the environment", env: map[string]string{"HANGWATCH_DELIVER_URL": "https://a.example.com,https://b.example.com", "HANGWATCH_DELIVER_SECRET": testDeliverSecret}, wantURLs: 2},
+		{name: "no secret", give: []string{"--deliver-url", "https://a.example.com"}, wantErr: "needs --deliver-secret"},
+		{name: "a secret not base64", give: []string{"--deliver-url", "https://a.example.com", "--deliver-secret", "whsec_n0t-base64!"}, wantErr: "secret"},
+		{name: "not a URL", give: []string{"--deliver-url", "hooks.example.com", "--deliver-secret", testDeliverSecret}, wantErr: "want http:// or https://"},
+		{name: "zero timeout", give: []string{"--deliver-url", "https://a.example.com", "--deliver-secret", testDeliverSecret, "--deliver-timeout", "0s"}, wantErr: "above 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCommand("run", "")
+			o := deliverFlags(c.fs)
+			if err := c.parse(tt.give, lookupIn(tt.env)); err != nil {
+				t.Fatal(err)
+			}
+			err := o.validate()
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("validate = %v, want %q", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "n0t-base64") {
+				t.Errorf("the error %v shows the secret", err)
+			}
+			if err == nil && len(o.urls.values) != tt.wantURLs {
+				t.Errorf("URLs %v, want %d", o.urls.values, tt.wantURLs)
+			}
+		})
+	}
+}
+
+// The deliverers the flags build deliver, in both modes.
+func TestDeliverers(t *testing.T) {
+	got := make(chan string, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("webhook-id")
+	}))
+	defer recv.Close()
+	c := newCommand("run", "")
+	o := deliverFlags(c.fs)
+	if err := c.parse([]string{"--deliver-url", recv.URL, "--deliver-secret", testDeliverSecret}, noEnv); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	core, err := o.core(zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { done <- core.Run(ctx) }()
+	core.Deliver("c1:user-1:hang", []byte(`{}`))
+	if id := <-got; id != "c1:user-1:hang" {
+		t.Errorf("core: webhook-id %q", id)
+	}
+
+	srv := natstest.Start(t, natstest.Options{StoreDir: t.TempDir()})
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "HANGS", Subjects: []string{"voice.hang.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	jsd, err := o.jetStream(ctx, nc, "HANGS", []string{"voice.hang.>"}, zap.NewNop(), func(webhook.Attempt) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- jsd.Run(ctx) }()
+	if _, err := js.Publish(ctx, "voice.hang.t.c2", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if !strings.HasPrefix(id, "HANGS:") { // no Nats-Msg-Id: named by its place in the stream
+			t.Errorf("jetstream: webhook-id %q", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("jetstream: nothing delivered")
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}
+}
