@@ -169,8 +169,14 @@ func TestRun(t *testing.T) {
 	}
 	stalls := 0
 	for _, r := range res.Realtime {
-		if r.Missed+r.False+r.Duplicates+r.WrongReason+r.FalseResolved+r.WrongWait > 0 || r.Lost != 0 || r.Late != 0 {
-			t.Errorf("realtime %s: %+v", r.Subject, r)
+		// hangwatch must agree with the truth on every output; the baseline, which knows
+		// no stage and publishes no hang-unresolved, on its hangs and resolutions.
+		wrong := r.Errors()
+		if r.Subject == SubjectBaseline {
+			wrong = r.Missed + r.False + r.Duplicates + r.WrongReason + r.WrongWait + r.FalseResolved + r.MissedResolved
+		}
+		if wrong > 0 || r.Lost != 0 || r.Late != 0 {
+			t.Errorf("realtime %s: %v lost %d late %d", r.Subject, r.Tally, r.Lost, r.Late)
 		}
 		stalls += r.Stalls
 	}
@@ -183,5 +189,30 @@ func TestRun(t *testing.T) {
 	}
 	if path, err := res.PlotLags(cfg.Out); err != nil || path == "" {
 		t.Errorf("PlotLags() = %q, %v", path, err)
+	}
+}
+
+// TestStressSummary checks the last line of a stress report: the binary's figures when
+// it ran, the baseline's beside them, and their ratios.
+func TestStressSummary(t *testing.T) {
+	res := &Results{Config: Config{Stress: true}, Published: map[string]int64{}, Realtime: []RealtimeResult{
+		{Subject: SubjectBinary, Events: 400_000, Bytes: 3_100_000_000, LagP99: 2 * time.Millisecond, PeakRSS: 150e6, CPU: 10 * time.Second},
+		{Subject: SubjectBaseline, Events: 400_000, LagP99: 8 * time.Millisecond, PeakRSS: 600e6, CPU: 40 * time.Second},
+	}}
+	var out bytes.Buffer
+	res.Report(&out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]float64{"events": 400_000, "gb": 3.1, "lag_p99_ms": 2, "rss_mb": 150,
+		"baseline_lag_p99_ms": 8, "lag_p99_vs_baseline": 0.25, "rss_vs_baseline": 0.25, "cpu_vs_baseline": 0.25} {
+		if v, ok := got[k].(float64); !ok || v != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	if !strings.Contains(out.String(), "lag p99 ≤ 2 ms") || !strings.Contains(out.String(), "peak RSS ≤ 200 MB") {
+		t.Errorf("the report does not state the stress targets:\n%s", out.String())
 	}
 }

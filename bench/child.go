@@ -49,8 +49,12 @@ func startChild(cfg *Config, url, phase, name string, det detFlags) (*child, err
 	} else {
 		c.ctl = "bench.ctl." + tag
 		args = append(append(append([]string(nil), cfg.Self...), "--serve", name, "--ctl", c.ctl), common...)
+		if name == SubjectEngine {
+			args = append(args, cfg.EngineArgs...)
+		}
 		if cfg.Profile {
-			args = append(args, "--cpuprofile", filepath.Join(cfg.Out, tag+".pprof"))
+			args = append(args, "--cpuprofile", filepath.Join(cfg.Out, tag+".pprof"),
+				"--memprofile", filepath.Join(cfg.Out, tag+".heap.pprof"))
 		}
 	}
 	logf, err := os.Create(c.logPath)

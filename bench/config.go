@@ -43,6 +43,10 @@ type Config struct {
 	// conversation-update reaches at PayloadTurns turns.
 	TurnsMin, TurnsMax         int
 	PayloadBytes, PayloadTurns int
+	// TextBytes, when above 0, is the length of the text of every message of the
+	// real-time phase (its history grows by that and the message's metrics per
+	// message), instead of the payloads fitted to PayloadBytes.
+	TextBytes int
 	// StallShare and HelloShare are the shares of turns that hang on the turn timeout
 	// and on the max wait.
 	StallShare, HelloShare float64
@@ -78,6 +82,12 @@ type Config struct {
 	Profile bool
 	// DecodeTime is how long each decode micro-benchmark runs.
 	DecodeTime time.Duration
+	// EngineArgs are more flags for the in-process hangwatch subject (--shards,
+	// --decoders, --max-inflight-bytes, --max-retained-bytes), for experiments.
+	EngineArgs []string
+	// Stress makes the report's last line the summary of the stress run (StressSummary)
+	// and its targets those of the stress load.
+	Stress bool
 	// Self is the command that runs a subject: this program, given --serve. Tests set
 	// it to the test binary.
 	Self []string
@@ -120,6 +130,21 @@ func QuickConfig() Config {
 	c.Calls, c.Rate, c.Duration = 10_000, 4000, 12*time.Second
 	c.TPCalls, c.TPEvents, c.TPMaxTime = 200, 30_000, 1500*time.Millisecond
 	c.DecodeTime = 300 * time.Millisecond
+	return c
+}
+
+// StressConfig is `make bench-stress` (issue 12): 20,000 concurrent calls of 10 turns
+// whose messages carry 600 bytes of text, for 48 s a subject (about 400,000 events, 3 GB
+// of JSON with the hang-ups at the end), the hangwatch binary (Binary must be set)
+// against the baseline in the same run.
+func StressConfig() Config {
+	c := DefaultConfig()
+	c.Calls, c.Rate, c.Duration = 20_000, 0, 48*time.Second
+	c.TurnsMin, c.TurnsMax, c.TextBytes = 10, 10, 600
+	c.Subjects = []string{SubjectBinary, SubjectBaseline}
+	c.Phases = []string{PhaseRealtime}
+	c.DecodeTime = 300 * time.Millisecond
+	c.Stress = true
 	return c
 }
 
@@ -190,7 +215,7 @@ func (c *Config) baseSim() sim.Config {
 func (c *Config) simConfig() (sim.Config, error) {
 	s := c.baseSim()
 	s.Calls, s.HangUpOnStop = c.Calls, true
-	s.TurnsMin, s.TurnsMax = c.TurnsMin, c.TurnsMax
+	s.TurnsMin, s.TurnsMax, s.TextBytes = c.TurnsMin, c.TurnsMax, c.TextBytes
 	if err := s.Validate(); err != nil {
 		return s, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

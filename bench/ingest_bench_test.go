@@ -56,26 +56,40 @@ type discard struct{}
 
 func (discard) Publish(string, *detector.Output) error { return nil }
 
-// handSource hands the engine's deliver function to the benchmark.
-type handSource struct{ deliver chan func(*detector.Event) }
+// handSource hands the engine's intake to the benchmark.
+type handSource struct{ intake chan engine.Intake }
 
-func (s handSource) Run(ctx context.Context, deliver func(*detector.Event)) error {
-	s.deliver <- deliver
+func (s handSource) Run(ctx context.Context, in engine.Intake) error {
+	s.intake <- in
 	<-ctx.Done()
 	return nil
 }
 
+// rawMsg is a message as a subscription hands it over: its own copy of the bytes.
+type rawMsg struct {
+	data     []byte
+	received time.Time
+	pool     *sync.Pool
+}
+
+func (m *rawMsg) Data() []byte                { return m.data }
+func (m *rawMsg) Received() (time.Time, bool) { return m.received, false }
+func (m *rawMsg) Partition() int              { return -1 }
+func (m *rawMsg) Done()                       { m.pool.Put(m) }
+func (m *rawMsg) Reject(error)                { m.pool.Put(m) }
+
 // BenchmarkIngest measures what each detector costs per event in process, NATS left
 // out: the stream's events, each in a fresh copy as a subscription hands them over,
-// decoded and applied. hangwatch is wire.Decode into pooled events on the
-// benchmark's goroutine and the engine applying them on its shards (GOMAXPROCS
-// goroutines), timed until every event is applied; the baseline is Handle, on the
-// benchmark's goroutine.
+// decoded and applied. hangwatch is the engine as run.go builds it: wire.Decode in its
+// pipeline's decode workers and the shards applying the events (GOMAXPROCS of each),
+// timed until every event is applied; the baseline is Handle, on the benchmark's
+// goroutine.
 func BenchmarkIngest(b *testing.B) {
 	st := benchStream()
 	b.Run("subject=hangwatch", func(b *testing.B) {
-		src := handSource{deliver: make(chan func(*detector.Event), 1)}
-		e, err := engine.New(src, discard{})
+		src := handSource{intake: make(chan engine.Intake, 1)}
+		decode := engine.DecoderFunc(func(ev *detector.Event, data []byte) error { return wire.Decode(ev, data, wire.DefaultLimits()) })
+		e, err := engine.New(src, decode, discard{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -83,27 +97,16 @@ func BenchmarkIngest(b *testing.B) {
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = e.Run(ctx) })
 		defer func() { cancel(); wg.Wait() }()
-		deliver := <-src.deliver
-		// Pooled events with their Done bound once, as transport.Source has them.
-		type pooled struct {
-			ev   detector.Event
-			done func()
-		}
+		in := <-src.intake
 		var pool sync.Pool
-		pool.New = func() any {
-			p := &pooled{}
-			p.done = func() { pool.Put(p) }
-			return p
-		}
+		pool.New = func() any { return &rawMsg{pool: &pool} }
 		ingest(b, st, func(data []byte) {
-			p := pool.Get().(*pooled)
-			if err := wire.Decode(&p.ev, data, wire.DefaultLimits()); err != nil {
-				b.Fatal(err)
-			}
-			p.ev.Received, p.ev.Done = time.Now().UnixNano(), p.done
-			deliver(&p.ev)
+			m := pool.Get().(*rawMsg)
+			m.data, m.received = data, time.Now()
+			in.Deliver(m)
 		}, func() {
-			// The shards may still hold queued events: applying them is part of the cost.
+			// The pipeline and the shards may still hold events: applying them is part of
+			// the cost.
 			if err := e.Sync(ctx); err != nil {
 				b.Fatal(err)
 			}

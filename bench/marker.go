@@ -134,18 +134,30 @@ func (p *pump) mark() error {
 }
 
 // finish publishes a last marker and waits until the subject has decoded everything,
-// and returns when it had.
+// and returns when it had. Core NATS may drop a marker like any event when the subject
+// falls behind (a slow consumer): when none comes back for remark, it publishes another,
+// whose return says the same, until stall has passed without progress.
 func (p *pump) finish() (time.Time, error) {
-	if err := p.mark(); err != nil {
-		return time.Time{}, err
+	const remark = 5 * time.Second
+	start, last := time.Now(), p.echo.last.Load()
+	for {
+		if err := p.mark(); err != nil {
+			return time.Time{}, err
+		}
+		if err := p.nc.Flush(); err != nil {
+			return time.Time{}, fmt.Errorf("flush: %w", err)
+		}
+		err := p.echo.wait(p.seq, min(remark, p.stall))
+		if err == nil {
+			return time.Unix(0, p.echo.at.Load()), nil
+		}
+		if now := p.echo.last.Load(); now > last {
+			start, last = time.Now(), now
+		}
+		if time.Since(start) >= p.stall {
+			return time.Time{}, err
+		}
 	}
-	if err := p.nc.Flush(); err != nil {
-		return time.Time{}, fmt.Errorf("flush: %w", err)
-	}
-	if err := p.echo.wait(p.seq, p.stall); err != nil {
-		return time.Time{}, err
-	}
-	return time.Unix(0, p.echo.at.Load()), nil
 }
 
 // markers counts the markers the pump published from seq on.

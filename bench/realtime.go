@@ -12,7 +12,7 @@ import (
 	"github.com/hangwatch/hangwatch/internal/sim"
 )
 
-// observer keeps the hangs and resolutions that come back, stamped with the time they
+// observer keeps the outputs that come back, stamped with the time they
 // were received (in ns, unlike the millisecond message.timestamp, so that detection
 // lags below a millisecond show).
 type observer struct {
@@ -65,7 +65,7 @@ func (s *session) realtime(ctx context.Context, name string) (r RealtimeResult, 
 			}
 		}
 	}()
-	for _, subject := range []string{"voice.hang.>", "voice.hang-resolved.>"} {
+	for _, subject := range []string{"voice.hang.>", "voice.hang-resolved.>", "voice.hang-unresolved.>"} {
 		sub, err := s.watch(subject, obs.handle)
 		if err != nil {
 			return r, err
@@ -125,12 +125,16 @@ func (s *session) realtime(ctx context.Context, name string) (r RealtimeResult, 
 	if err := s.obs.Flush(); err != nil {
 		return r, fmt.Errorf("flush: %w", err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if pending(subs) == 0 {
-			break
+	// The marker is back once the subject has read everything; it may still be applying
+	// the last events (the hang-ups) and publishing their outputs: wait until no output
+	// has come for a while.
+	for deadline, last, quiet := time.Now().Add(30*time.Second), -1, 0; quiet < 10 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n := obs.count(); n != last || pending(subs) > 0 {
+			last, quiet = n, 0
+			continue
 		}
+		quiet++
 	}
-	time.Sleep(50 * time.Millisecond)
 
 	pr := c.proc()
 	st := runner.Stats()
@@ -149,11 +153,8 @@ func (s *session) realtime(ctx context.Context, name string) (r RealtimeResult, 
 			r.HeapPerCall = float64(sample.HeapLive) / float64(r.LiveCalls)
 		}
 	}
-	t := runner.Truth().Tally(obs.observations(), st.Cutoff)
-	r.Stalls, r.Hangs, r.Resolved, r.Missed, r.False, r.Duplicates = t.Stalls, t.Hangs, t.Resolved, t.Missed, t.False, t.Duplicates
-	r.WrongReason, r.Unresolved, r.FalseResolved, r.WrongWait, r.Beyond = t.WrongReason, t.Unresolved, t.FalseResolved, t.WrongWait, t.Beyond
-	r.Lags = t.Lags
-	r.LagP50, r.LagP99, r.LagMax = t.Lag(0.5), t.Lag(0.99), t.Lag(1)
+	r.Tally = runner.Truth().Tally(obs.observations(), st.Cutoff)
+	r.LagP50, r.LagP99, r.LagMax = r.Lag(0.5), r.Lag(0.99), r.Lag(1)
 	return r, nil
 }
 

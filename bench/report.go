@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hangwatch/hangwatch/detector"
 )
 
 // Summary is the last line of a report: the headline figures as one JSON object.
@@ -172,7 +174,7 @@ func (res *Results) Report(w io.Writer) {
 			"in events); lag = hang received by the load generator - true deadline; own = deadline to the hang handed to\n"+
 			"the subject's encoding and publishing code, inside the subject.\n",
 			r0.Calls, r0.Duration, r0.EventsPerSec(), float64(r0.Bytes)/float64(max(r0.Events, 1))/1e3, r0.HangUps)
-		row("subject", "events", "late", "lost", "stalls", "missed", "false", "dups", "wrong", "unresolved",
+		row("subject", "events", "late", "lost", "stalls", "resolved", "unresolved", "missed", "false", "dups", "wrong", "outcomes missed",
 			"lag p50", "lag p99", "lag max", "own p50", "own p99", "own max", "CPU s/M events", "peak RSS", "heap/live call")
 		for _, r := range res.Realtime {
 			heap := "-"
@@ -180,20 +182,141 @@ func (res *Results) Report(w io.Writer) {
 				heap = fmt.Sprintf("%.0f B", r.HeapPerCall)
 			}
 			row(names[r.Subject], fmt.Sprint(r.Events), fmt.Sprint(r.Late), fmt.Sprint(r.Lost), fmt.Sprint(r.Stalls),
-				fmt.Sprint(r.Missed), fmt.Sprint(r.False), fmt.Sprint(r.Duplicates),
-				fmt.Sprint(r.WrongReason+r.FalseResolved+r.WrongWait), fmt.Sprint(r.Unresolved),
+				fmt.Sprint(r.Resolved), fmt.Sprint(r.Unresolved), fmt.Sprint(r.Missed), fmt.Sprint(r.False), fmt.Sprint(r.Duplicates),
+				fmt.Sprint(r.WrongReason+r.WrongStage+r.WrongWait+r.WrongEndedReason+r.FalseResolved+r.FalseUnresolved),
+				fmt.Sprint(r.MissedResolved+r.MissedUnresolved),
 				fmtMs(r.LagP50), fmtMs(r.LagP99), fmtMs(r.LagMax), ownLag(r.OwnLag, r.OwnLag.P50), ownLag(r.OwnLag, r.OwnLag.P99), ownLag(r.OwnLag, r.OwnLag.Max),
 				fmt.Sprintf("%.1f", r.CPUPerMillion()), mb(r.PeakRSS), heap)
 		}
 		tw.Flush()
+		fmt.Fprintln(w, "wrong: outputs of a stall with the wrong reason, stage, wait or ended reason, and resolutions or unresolved of stretches\n"+
+			"that have none; outcomes missed: stalls whose hang-resolved or hang-unresolved did not come. By stage (stalls observed):")
+		for _, r := range res.Realtime {
+			fmt.Fprintf(w, "  %s: awaiting-assistant %d, awaiting-tool %d, after-tool %d\n", names[r.Subject],
+				r.Stages[detector.StageAwaitingAssistant], r.Stages[detector.StageAwaitingTool], r.Stages[detector.StageAfterTool])
+		}
 	}
 
 	for _, e := range res.Errors {
 		fmt.Fprintf(w, "\nERROR %s\n", e)
 	}
+	if c.Stress {
+		ss := res.StressSummary()
+		ss.targets(w)
+		fmt.Fprintln(w, ss.JSON())
+		return
+	}
 	s := res.Summary()
 	res.targets(w, s)
 	fmt.Fprintln(w, s.JSON())
+}
+
+// StressSummary is the last line of a stress report (`make bench-stress`): hangwatch's
+// figures in the real-time phase (the binary's, else the in-process subject's), the
+// baseline's beside them, and their ratios.
+//
+//   - events, gb: what was published to hangwatch, hang-ups included (GB = 10^9 bytes).
+//   - stalls, missed, false, duplicates: against the ground truth; errors counts every
+//     disagreement (sim.Tally.Errors: wrong reasons, stages, waits, ended reasons,
+//     outcomes missed or false too).
+//   - late: events the load generator published over 500 ms late (a machine too busy:
+//     the truth of their calls no longer holds, and the run is void unless it is 0);
+//     lost: events published that the subject did not apply.
+//   - lag_p50_ms, lag_p99_ms, lag_max_ms: detection lag, the hang received from NATS
+//     minus the true deadline.
+//   - rss_mb: peak RSS (VmHWM) of the subject's process; cpu_s its CPU time.
+//   - baseline_*: the same of the baseline; *_vs_baseline: hangwatch's over the
+//     baseline's.
+type StressSummary struct {
+	Events             int64    `json:"events"`
+	GB                 *float64 `json:"gb"`
+	Stalls             *int     `json:"stalls"`
+	Missed             *int     `json:"missed"`
+	False              *int     `json:"false"`
+	Duplicates         *int     `json:"duplicates"`
+	Errors             *int     `json:"errors"`
+	Late               *int64   `json:"late"`
+	Lost               *int64   `json:"lost"`
+	LagP50Ms           *float64 `json:"lag_p50_ms"`
+	LagP99Ms           *float64 `json:"lag_p99_ms"`
+	LagMaxMs           *float64 `json:"lag_max_ms"`
+	RSSMB              *float64 `json:"rss_mb"`
+	CPUS               *float64 `json:"cpu_s"`
+	BaselineMissed     *int     `json:"baseline_missed"`
+	BaselineFalse      *int     `json:"baseline_false"`
+	BaselineDuplicates *int     `json:"baseline_duplicates"`
+	BaselineLagP50Ms   *float64 `json:"baseline_lag_p50_ms"`
+	BaselineLagP99Ms   *float64 `json:"baseline_lag_p99_ms"`
+	BaselineLagMaxMs   *float64 `json:"baseline_lag_max_ms"`
+	BaselineRSSMB      *float64 `json:"baseline_rss_mb"`
+	BaselineCPUS       *float64 `json:"baseline_cpu_s"`
+	LagP99VsBaseline   *float64 `json:"lag_p99_vs_baseline"`
+	RSSVsBaseline      *float64 `json:"rss_vs_baseline"`
+	CPUVsBaseline      *float64 `json:"cpu_vs_baseline"`
+}
+
+// StressSummary computes the summary of a stress run.
+func (res *Results) StressSummary() StressSummary {
+	var s StressSummary
+	e, ok := bySubject(res.Realtime, SubjectBinary)
+	if !ok {
+		e, ok = bySubject(res.Realtime, SubjectEngine)
+	}
+	if ok {
+		s.Events, s.GB = e.Events, round(float64(e.Bytes)/1e9, 2)
+		errs := e.Errors()
+		s.Stalls, s.Missed, s.False, s.Duplicates, s.Errors = &e.Stalls, &e.Missed, &e.False, &e.Duplicates, &errs
+		s.Late, s.Lost = &e.Late, &e.Lost
+		s.LagP50Ms, s.LagP99Ms, s.LagMaxMs = round(ms(e.LagP50), 3), round(ms(e.LagP99), 3), round(ms(e.LagMax), 3)
+		s.RSSMB, s.CPUS = round(float64(e.PeakRSS)/1e6, 1), round(e.CPU.Seconds(), 1)
+	}
+	b, okb := bySubject(res.Realtime, SubjectBaseline)
+	if okb {
+		s.BaselineMissed, s.BaselineFalse, s.BaselineDuplicates = &b.Missed, &b.False, &b.Duplicates
+		s.BaselineLagP50Ms, s.BaselineLagP99Ms, s.BaselineLagMaxMs = round(ms(b.LagP50), 3), round(ms(b.LagP99), 3), round(ms(b.LagMax), 3)
+		s.BaselineRSSMB, s.BaselineCPUS = round(float64(b.PeakRSS)/1e6, 1), round(b.CPU.Seconds(), 1)
+	}
+	if ok && okb {
+		s.LagP99VsBaseline = round(float64(e.LagP99)/float64(b.LagP99), 3)
+		s.RSSVsBaseline = round(float64(e.PeakRSS)/float64(b.PeakRSS), 3)
+		s.CPUVsBaseline = round(e.CPU.Seconds()/b.CPU.Seconds(), 3)
+	}
+	return s
+}
+
+// JSON returns the summary as one line.
+func (s StressSummary) JSON() string {
+	data, _ := json.Marshal(s)
+	return string(data)
+}
+
+// targets writes the goals of the stress load (issue 12) with the measured values.
+func (s StressSummary) targets(w io.Writer) {
+	fmt.Fprintln(w, "\nTargets of the stress load (reported, not asserted):")
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	atMost := func(name string, v *float64, target float64, unit string) {
+		switch {
+		case v == nil:
+			fmt.Fprintf(tw, "  %s ≤ %g%s\t-\tnot measured\n", name, target, unit)
+		case *v <= target:
+			fmt.Fprintf(tw, "  %s ≤ %g%s\t%.4g%s\tmet\n", name, target, unit, *v, unit)
+		default:
+			fmt.Fprintf(tw, "  %s ≤ %g%s\t%.4g%s\tMISSED by %.1f%%\n", name, target, unit, *v, unit, (*v-target)/target*100)
+		}
+	}
+	if s.Late != nil && *s.Late > 0 {
+		fmt.Fprintf(tw, "  VOID: the load generator published %d events late (the machine was too busy)\t\t\n", *s.Late)
+	}
+	atMost("lag p99", s.LagP99Ms, 2, " ms")
+	atMost("peak RSS", s.RSSMB, 200, " MB")
+	if s.Missed != nil {
+		verdict := "met"
+		if *s.Missed+*s.False+*s.Duplicates > 0 {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "  missed = false = duplicates = 0\t%d, %d, %d\t%s\n", *s.Missed, *s.False, *s.Duplicates, verdict)
+	}
+	tw.Flush()
 }
 
 func fmtMs(d time.Duration) string { return fmt.Sprintf("%.3f ms", ms(d)) }
@@ -228,7 +351,7 @@ func (res *Results) targets(w io.Writer, s Summary) {
 		}
 		fmt.Fprintf(tw, "  %s %s %g%s\t%.4g%s\t%s\n", name, op, target, unit, *v, unit, verdict)
 	}
-	check("e2e_vs_raw", s.E2EVsRaw, 0.9, true, "")
+	check("e2e_vs_raw", s.E2EVsRaw, 0.95, true, "")
 	check("e2e_vs_baseline", s.E2EVsBaseline, 5, true, "")
 	check("mem_vs_baseline", s.MemVsBaseline, 0.2, false, "")
 	check("decode", s.DecodeMBs, 1000, true, " MB/s")

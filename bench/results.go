@@ -2,6 +2,8 @@ package bench
 
 import (
 	"time"
+
+	"github.com/hangwatch/hangwatch/internal/sim"
 )
 
 // Results are the measurements of a run.
@@ -109,12 +111,10 @@ type RealtimeResult struct {
 	Events, Bytes, Late, HangUps int64
 	MaxLate                      time.Duration
 	Lost                         int64
-	// The tally against the ground truth (sim.Tally).
-	Stalls, Hangs, Resolved, Missed, False, Duplicates int
-	WrongReason, Unresolved, FalseResolved, WrongWait  int
-	Beyond                                             int
-	Lags                                               []time.Duration `json:"-"`
-	LagP50, LagP99, LagMax                             time.Duration
+	// Tally is the tally against the ground truth (its Calls are the calls started,
+	// its lags in ascending order).
+	sim.Tally
+	LagP50, LagP99, LagMax time.Duration
 	// OwnLag is the subject's own share of the lag: from the deadline to the hang's
 	// hand-over to the code that encodes and publishes it, measured inside the subject
 	// (not for the binary).

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -26,8 +28,11 @@ import (
 	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/internal/logs"
+	hwmetrics "github.com/hangwatch/hangwatch/internal/metrics"
 	"github.com/hangwatch/hangwatch/internal/sim"
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // ChildEnv is set in the environment of a subject that the load generator runs, so that
@@ -38,8 +43,14 @@ const ChildEnv = "HANGBENCH_CHILD"
 type serveOptions struct {
 	role, url, subject, deadLetter, ctl string
 	det                                 detector.Config
-	maxCalls                            int64
-	cpuProfile                          string
+	maxCalls, maxRetained               int64
+	cpuProfile, memProfile              string
+	// Tuning of the engine subject, for experiments: 0 keeps run.go's choice.
+	shards, decoders int
+	inflight         int64
+	probeEvery       time.Duration
+	gcPercent        int
+	runtimeTimers    bool
 }
 
 // ChildStats is what a subject process reports on its control subject.
@@ -52,8 +63,8 @@ type ChildStats struct {
 	Calls, Idle, Armed, Hung, Ended int64
 	// Retained is the bytes of received events that the calls keep, as received on the
 	// wire; RetainedEvents how many events that is.
-	Retained, RetainedEvents int64
-	Hangs, Resolved          int64
+	Retained, RetainedEvents    int64
+	Hangs, Resolved, Unresolved int64
 	// HeapAlloc is runtime.MemStats.HeapAlloc, after two GCs when they were asked for;
 	// HeapLive the heap found live by the latest GC.
 	HeapAlloc, HeapLive uint64
@@ -109,6 +120,9 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.gcPercent != 0 {
+		debug.SetGCPercent(o.gcPercent)
+	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -141,6 +155,14 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 		if req == "gc" {
 			runtime.GC()
 			runtime.GC()
+		}
+		if o.memProfile != "" && req == "stats" && until == "" {
+			// A plain request samples the run (near the end of the real-time phase): the
+			// heap then is the one to look at.
+			if f, err := os.Create(o.memProfile); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
 		}
 		st := s.stats()
 		st.Role = o.role
@@ -190,7 +212,15 @@ func parseServe(args []string) (serveOptions, error) {
 	fs.DurationVar(&o.det.MaxLag, "max-lag", def.MaxLag, "max lag")
 	fs.DurationVar(&o.det.CallTTL, "call-ttl", def.CallTTL, "call TTL")
 	fs.Int64Var(&o.maxCalls, "max-calls", engine.DefaultMaxCalls, "max calls")
+	fs.Int64Var(&o.maxRetained, "max-retained-bytes", 0, "retained bytes budget (engine); 0: its default")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile here at each plain stats request")
+	fs.IntVar(&o.shards, "shards", 0, "engine shards; 0: GOMAXPROCS")
+	fs.IntVar(&o.decoders, "decoders", 0, "engine decode workers; 0: as many as shards")
+	fs.Int64Var(&o.inflight, "max-inflight-bytes", 0, "engine in-flight bytes; 0: its default")
+	fs.DurationVar(&o.probeEvery, "probe-every", 0, "source: prove progress unasked this often; 0: its default")
+	fs.IntVar(&o.gcPercent, "gc-percent", 0, "GOGC of the subject; 0: the runtime's")
+	fs.BoolVar(&o.runtimeTimers, "runtime-timers", false, "engine: the runtime's timers rather than clock.Real's")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("serve: %w", err)
 	}
@@ -310,9 +340,10 @@ func (r *raw) stats() ChildStats {
 	return ChildStats{Received: r.received.Load(), Bad: r.bad.Load(), Dropped: r.dropped()}
 }
 
-// engineProcess is hangwatch wired as cmd/hangwatch's run.go wires it: a
-// transport.Conn, a transport.Source, a transport.Sink and the engine, logging JSON at
-// info level to stderr.
+// engineProcess is hangwatch wired as cmd/hangwatch's run.go wires it in core mode: a
+// transport.Conn, a transport.Source, the engine decoding with wire.Decode in its
+// pipeline (as many decode workers as shards), and a transport.Sink wrapped in the
+// metrics' observer, logging JSON at info level to stderr.
 type engineProcess struct {
 	conn   *transport.Conn
 	source *transport.Source
@@ -324,12 +355,11 @@ type engineProcess struct {
 	err    error
 }
 
-// timedSink wraps the sink as run.go wraps it for its metrics, to note the time from
-// each hang's deadline to its publish call, where the sink encodes it: the baseline
-// notes its own at the same point, before its json.Marshal. (It reads the clock before
-// the call, not after as run.go's hangwatch_detection_lag_seconds does: after, a GC
-// assist or a preemption of the shard can come between the publish and the reading,
-// while the hang is already on its way.)
+// timedSink wraps the sink to note the time from each hang's deadline to its publish
+// call, where the sink encodes it: the baseline notes its own at the same point, before
+// its json.Marshal. (It reads the clock before the call, not after as run.go's
+// hangwatch_detection_lag_seconds does: after, a GC assist or a preemption of the shard
+// can come between the publish and the reading, while the hang is already on its way.)
 type timedSink struct {
 	engine.Sink
 	lags *lagRecorder
@@ -346,17 +376,39 @@ func startEngine(o serveOptions, stderr io.Writer, lags *lagRecorder) (*enginePr
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encCfg), zapcore.Lock(zapcore.AddSync(stderr)), zapcore.InfoLevel))
-	conn, err := transport.Connect(transport.ConnOptions{URL: o.url, Logger: log})
+	limited := logs.RateLimited(log)
+	conn, err := transport.Connect(transport.ConnOptions{URL: o.url, Logger: log, Limited: limited})
 	if err != nil {
 		return nil, err
 	}
 	p := &engineProcess{conn: conn, log: log}
 	p.source = transport.NewSource(conn, transport.SourceOptions{
-		Subjects: []string{o.subject}, DeadLetter: o.deadLetter, Logger: log,
+		Subjects: []string{o.subject}, DeadLetter: o.deadLetter, Logger: log, Limited: limited, ProbeEvery: o.probeEvery,
 	})
 	p.sink = transport.NewSink(conn, transport.SinkOptions{})
-	p.engine, err = engine.New(p.source, timedSink{p.sink, lags}, engine.WithConfig(o.det), engine.WithClock(clock.Real()),
-		engine.WithLogger(log), engine.WithShards(runtime.GOMAXPROCS(0)), engine.WithMaxCalls(o.maxCalls))
+	limits := wire.Limits{MaxBytes: int(conn.NATS().MaxPayload()), MaxDepth: wire.DefaultLimits().MaxDepth}
+	decode := engine.DecoderFunc(func(ev *detector.Event, data []byte) error { return wire.Decode(ev, data, limits) })
+	clk := clock.Real()
+	if o.runtimeTimers {
+		clk = clockwork.NewRealClock()
+	}
+	shards, decoders := runtime.GOMAXPROCS(0), o.decoders
+	if o.shards > 0 {
+		shards = o.shards
+	}
+	if decoders == 0 {
+		decoders = shards
+	}
+	observed := hwmetrics.Observe(timedSink{p.sink, lags}, hwmetrics.NewRegistry(nil))
+	opts := []engine.Option{engine.WithConfig(o.det), engine.WithClock(clk), engine.WithLogger(log),
+		engine.WithLimitedLogger(limited), engine.WithShards(shards), engine.WithDecoders(decoders), engine.WithMaxCalls(o.maxCalls)}
+	if o.inflight > 0 {
+		opts = append(opts, engine.WithInflight(o.inflight, engine.DefaultDepth))
+	}
+	if o.maxRetained > 0 {
+		opts = append(opts, engine.WithMaxRetainedBytes(o.maxRetained))
+	}
+	p.engine, err = engine.New(p.source, decode, observed, opts...)
 	if err != nil {
 		_ = conn.Close(context.Background())
 		return nil, err
@@ -375,20 +427,20 @@ func startEngine(o serveOptions, stderr io.Writer, lags *lagRecorder) (*enginePr
 }
 
 func (p *engineProcess) stats() ChildStats {
-	src := p.source.Stats()
-	var st ChildStats
-	for _, n := range src.Events {
-		st.Received += n
-	}
-	for _, n := range src.Bad {
-		st.Received += n
-		st.Bad += n
-	}
-	st.Dropped = src.Dropped // messages, as raw and baseline count them; not slow-consumer episodes
 	es := p.engine.Stats()
-	st.Calls, st.Idle, st.Armed, st.Hung, st.Ended = es.Calls, es.Idle, es.Armed, es.Hung, es.Tombs
-	st.Retained, st.RetainedEvents = es.Retained, es.Armed
-	st.Hangs, st.Resolved = p.sink.Published()
+	var st ChildStats
+	// The engine counts every message it decoded, by type, and the bad ones: what the
+	// source received, markers included.
+	for _, n := range es.Types {
+		st.Received += n
+	}
+	st.Received += es.Bad
+	st.Bad = es.Bad
+	st.Dropped = p.source.Stats().Dropped // messages, as raw and baseline count them
+	st.Calls, st.Idle, st.Armed, st.Hung, st.Ended = es.Calls+es.Tombs, es.Idle, es.Armed, es.Hung, es.Tombs
+	st.Retained, st.RetainedEvents = es.Retained, es.Armed+es.Hung
+	pub := p.sink.Published()
+	st.Hangs, st.Resolved, st.Unresolved = pub[detector.KindHang], pub[detector.KindResolved], pub[detector.KindUnresolved]
 	return st
 }
 
@@ -399,7 +451,7 @@ func (p *engineProcess) stop() error {
 	p.wg.Wait()
 	st := p.engine.Stats()
 	p.log.Info("engine stopped", zap.Int64("events", st.Events), zap.Int64("hangs", st.Hangs()),
-		zap.Int64("resolved", st.Resolved), zap.Int64("calls", st.Calls))
+		zap.Int64("resolved", st.Resolved()), zap.Int64("unresolved", st.Unresolved()), zap.Int64("calls", st.Calls))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := p.conn.Close(ctx)

@@ -37,3 +37,16 @@ func TestParseQuick(t *testing.T) {
 		}
 	}
 }
+
+// TestParseStress checks the stress preset: the binary against the baseline, real time
+// only, and flags over it.
+func TestParseStress(t *testing.T) {
+	cfg, err := parse([]string{"--stress", "--binary", "bin/hangwatch", "--duration", "5s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Stress || cfg.Calls != 20_000 || cfg.TextBytes != 600 || cfg.Duration != 5*time.Second ||
+		len(cfg.Subjects) != 2 || cfg.Subjects[0] != bench.SubjectBinary || len(cfg.Phases) != 1 {
+		t.Errorf("parse(--stress): %+v", cfg)
+	}
+}
