@@ -181,7 +181,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 		if ev.Stored && at <= ev.Received || at <= now {
 			answers, inTime := c.answersBy(cfg, ev, at)
 			proves := !ev.Held || ev.Ends() && ev.HasHistory && ev.Count > 0 && !c.repliedIn(ev.Messages)
-			if answers && !inTime || !answers && ev.Stored && at <= ev.Received && proves {
+			if answers && !inTime || !answers && (ev.Stored && at <= ev.Received && proves || c.movedOn(ev)) {
 				hang := c.Tick(cfg, at, now)
 				step := c.apply(cfg, ev, now)
 				step.Outputs = append(hang.Outputs, step.Outputs...)
@@ -289,6 +289,40 @@ func (c *Call) answersBy(cfg *Config, ev *Event, at int64) (answers, inTime bool
 		return true, t*ms <= own
 	}
 	return true, true
+}
+
+// movedOn reports whether ev, which does not answer the open stretch and is read live
+// while the evidence lags, shows by its own times that the stretch went unanswered past
+// its deadline: the caller spoke again after it (a new turn would otherwise re-arm the
+// timeout from itself), or the call ended after it (the end would otherwise free the call
+// before the deadline may fire). Without own times, or in a rebuild, nothing shows it.
+func (c *Call) movedOn(ev *Event) bool {
+	o := c.open
+	if ev.Stored || ev.Held || o.first.time == 0 || o.last.time == 0 {
+		return false
+	}
+	var t int64 // when the call moved on, Unix ms
+	switch {
+	case ev.Ends():
+		if ev.HasHistory && ev.Count > 0 && c.repliedIn(ev.Messages) {
+			return false // its history tells, in end
+		}
+		t = ev.Time
+	case ev.IsSnapshot():
+		if _, newer := c.placed(ev); !newer {
+			return false
+		}
+		// The earliest user turn spoken after the stretch's latest: a window may have cut
+		// the stretch's own turns, so by time, not by position.
+		for i := range ev.Messages {
+			if m := &ev.Messages[i]; m.Role == RoleUser && m.Time > o.last.time && (t == 0 || m.Time < t) {
+				t = m.Time
+			}
+		}
+	}
+	ms := int64(time.Millisecond)
+	own, _ := Deadline(o.first.time*ms, o.last.time*ms, &o.th, o.stage)
+	return t != 0 && t*ms > own
 }
 
 // holds reports whether msgs holds a message with key k. It looks from the end, where

@@ -1363,3 +1363,71 @@ func TestCallRewrittenTurnWithoutID(t *testing.T) {
 		})
 	}
 }
+
+// TestCallEndWhileEvidenceLags: a call's end read while the evidence lags (a paused
+// engine, a flush round trip in flight). When its own timestamp is past the stretch's
+// deadline, the stretch hung first: hang, then hang-unresolved, as a reply in that place
+// gives hang + hang-resolved (TestCallLate). When it is before, the call simply ended.
+// SPEC §2: a deadline that fires late fires with its true waitMs; §3 hang-unresolved.
+func TestCallEndWhileEvidenceLags(t *testing.T) {
+	u1 := hello("user-1", 1000)
+	runCallTests(t, []callTest{
+		{
+			name: "caller hangs up 6 s into the silence; the end is read before the evidence",
+			give: []op{
+				conv(1000, u1),
+				status(10_000, StatusEnded).sent(7000).lagging(5000).ended("customer-ended-call"),
+				tick(20_000),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 10_000, wait: 9000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: unres, reason: turnTO, user: "user-1", first: "user-1", ended: "customer-ended-call", at: 10_000, wait: 6000, snapshot: "e0", latest: "e1"},
+			},
+		},
+		{
+			name: "caller hangs up 4 s into the silence; the end is read after the deadline",
+			give: []op{
+				conv(1000, u1),
+				status(10_000, StatusEnded).sent(5000).lagging(5000).ended("customer-ended-call"),
+				tick(20_000),
+			},
+		},
+	})
+}
+
+// TestCallTurnWhileEvidenceLags: a snapshot read while the evidence lags (a paused
+// engine) brings a new user turn. Spoken after the stretch's deadline by its own time,
+// it shows that the stretch hung before it: hang first, then the turn joins the hung
+// stretch (with max wait off and a reply 4.5 s later, the re-armed timeout would have hidden
+// the hang). Spoken before the deadline, it re-arms the timeout as it would have live.
+// SPEC §2: the engine's own pauses neither fire nor delay a deadline.
+func TestCallTurnWhileEvidenceLags(t *testing.T) {
+	u1 := hello("user-1", 1000)
+	noMaxWait := conf(5*time.Second, 0, 0)
+	runCallTests(t, []callTest{
+		{
+			name: "a turn spoken after the deadline, read while the evidence lags",
+			cfg:  &noMaxWait,
+			give: []op{
+				conv(1000, u1),
+				conv(10_000, u1, hello("user-2", 7000)).sent(7000).lagging(5000),
+				conv(12_000, u1, hello("user-2", 7000), reply("r1", 11_500)).sent(11_500),
+				tick(30_000),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 10_000, wait: 9000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: res, reason: turnTO, user: "user-2", first: "user-1", reply: "r1", at: 12_000, wait: 10_500, snapshot: "e2", latest: "e2"},
+			},
+		},
+		{
+			name: "a turn spoken before the deadline, read while the evidence lags",
+			cfg:  &noMaxWait,
+			give: []op{
+				conv(1000, u1),
+				conv(10_000, u1, hello("user-2", 5500)).sent(5500).lagging(5000),
+				conv(10_400, u1, hello("user-2", 5500), reply("r1", 10_400)).sent(10_400),
+				tick(30_000),
+			},
+		},
+	})
+}

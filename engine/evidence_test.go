@@ -682,3 +682,51 @@ func TestEngineStoredReplyReplaced(t *testing.T) {
 		t.Errorf("outputs %q, want %q", got, want)
 	}
 }
+
+// TestEngineEndWhileEvidenceLags: core NATS, the engine has no evidence past the deadline
+// yet (paused, or a flush in flight) when the caller's hang-up arrives, sent 6.5 s into a
+// 5 s silence by the pipeline's own clock: the hang, then its hang-unresolved, although
+// the end frees the call before the evidence comes.
+func TestEngineEndWhileEvidenceLags(t *testing.T) {
+	h := newHarness(t)
+	h.send(conv("c1", 1, user("user-1", 1)))
+	h.cut()
+	h.advance(7 * time.Second)
+	end := statusEvent("c1", detector.StatusEnded)
+	end.Time = start.UnixMilli() + 6500
+	end.EndedReason = "customer-ended-call"
+	h.send(end)
+	h.restore()
+	h.advance(time.Minute)
+	got := briefs(h.sink.take())
+	want := []string{"hang c1 user-1 turn-timeout 7000ms@7000", "hang-unresolved c1 user-1 turn-timeout 6499ms@7000"}
+	if !slices.Equal(got, want) {
+		t.Errorf("outputs %q, want %q", got, want)
+	}
+}
+
+// TestEngineTurnWhileEvidenceLags: the engine is paused (no evidence) across user-1's
+// deadline (5 s); on waking it reads a snapshot with user-2, spoken at 6 s by the
+// pipeline's clock, after the deadline: user-1's hang, not a timeout re-armed from user-2
+// (with max wait off the reply at 10.5 s would have come before it: no hang at all).
+func TestEngineTurnWhileEvidenceLags(t *testing.T) {
+	cfg := detector.DefaultConfig()
+	cfg.MaxWait = 0
+	h := newHarness(t, WithConfig(cfg))
+	h.send(conv("c1", 1, user("user-1", 1)))
+	h.cut()
+	h.advance(9 * time.Second)
+	h.send(conv("c1", 6001, user("user-1", 1), user("user-2", 6000)))
+	h.restore()
+	h.advance(2 * time.Second)
+	h.send(conv("c1", 10_501, user("user-1", 1), user("user-2", 6000), reply("r1", 10_500)))
+	h.advance(time.Minute)
+	got := verdicts(h.sink.take())
+	want := []string{
+		"hang c1 user-1/user-1 turn-timeout awaiting-assistant",
+		"hang-resolved c1 user-1/user-2 turn-timeout awaiting-assistant reply=r1",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outputs %q, want %q", got, want)
+	}
+}
