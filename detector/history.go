@@ -41,41 +41,113 @@ func firstRole(msgs []Message, r Role, lo int) int {
 // still running. A result for a call not in msgs (cut from a windowed history) counts
 // for nothing.
 func stageOf(ev *Event, msgs []Message) Stage {
-	var buf [8]uint64
-	pending := buf[:0] // ids of the calls still running
-	anonymous := 0     // calls without an id still running
-	called := false
+	var t tools
 	for i := range msgs {
-		m := &msgs[i]
-		switch m.Role {
-		case RoleToolCall:
-			called = true
-			ids := ev.ToolIDs(m)
-			if len(ids) == 0 {
-				anonymous++
-			}
-			pending = append(pending, ids...)
-		case RoleToolResult:
-			ids := ev.ToolIDs(m)
-			switch {
-			case len(ids) > 0:
-				for j, id := range pending {
-					if id == ids[0] {
-						pending = append(pending[:j], pending[j+1:]...)
-						break
-					}
-				}
-			case anonymous > 0:
-				anonymous--
-			case len(pending) > 0:
-				pending = pending[1:]
+		t.add(ev, &msgs[i])
+	}
+	return t.stage()
+}
+
+// tools follows the tool calls of a stretch message by message, in time linear in the
+// ids it is given whatever a history holds (a publisher may send thousands of calls):
+// the calls still running in the order they were made, and, past a few, an index of
+// them by id.
+type tools struct {
+	calls     []toolCall         // in call order; answered ones stay, marked done
+	head      int                // calls[:head] are all done
+	running   int                // calls with an id still running
+	byID      map[uint64][]int32 // positions in calls by id, once there are many
+	anonymous int                // calls without an id still running
+	called    bool
+}
+
+type toolCall struct {
+	id   uint64
+	done bool
+}
+
+// indexFrom is the number of calls past which tools indexes them by id.
+const indexFrom = 16
+
+// add applies one message of the stretch; those of other roles change nothing.
+func (t *tools) add(ev *Event, m *Message) {
+	switch m.Role {
+	case RoleToolCall:
+		t.called = true
+		ids := ev.ToolIDs(m)
+		if len(ids) == 0 {
+			t.anonymous++
+		}
+		for _, id := range ids {
+			t.calls = append(t.calls, toolCall{id: id})
+			t.running++
+			if t.byID != nil {
+				t.byID[id] = append(t.byID[id], int32(len(t.calls)-1))
 			}
 		}
+		if t.byID == nil && len(t.calls) > indexFrom {
+			t.byID = make(map[uint64][]int32, len(t.calls))
+			for i, c := range t.calls {
+				if !c.done {
+					t.byID[c.id] = append(t.byID[c.id], int32(i))
+				}
+			}
+		}
+	case RoleToolResult:
+		ids := ev.ToolIDs(m)
+		switch {
+		case len(ids) > 0:
+			t.answer(ids[0])
+		case t.anonymous > 0:
+			t.anonymous--
+		case t.running > 0:
+			for t.calls[t.head].done {
+				t.head++
+			}
+			t.done(t.head)
+		}
 	}
+}
+
+// answer marks the oldest running call with id done, if there is one.
+func (t *tools) answer(id uint64) {
+	if t.byID == nil {
+		for i := t.head; i < len(t.calls); i++ {
+			if c := &t.calls[i]; !c.done && c.id == id {
+				t.done(i)
+				return
+			}
+		}
+		return
+	}
+	at := t.byID[id]
+	for len(at) > 0 && t.calls[at[0]].done {
+		at = at[1:] // answered as the oldest running call
+	}
+	if len(at) > 0 {
+		t.done(int(at[0]))
+		at = at[1:]
+	}
+	if len(at) == 0 {
+		delete(t.byID, id)
+	} else {
+		t.byID[id] = at
+	}
+}
+
+func (t *tools) done(i int) {
+	t.calls[i].done = true
+	t.running--
+	for t.head < len(t.calls) && t.calls[t.head].done {
+		t.head++
+	}
+}
+
+func (t *tools) stage() Stage {
 	switch {
-	case len(pending) > 0 || anonymous > 0:
+	case t.running > 0 || t.anonymous > 0:
 		return StageAwaitingTool
-	case called:
+	case t.called:
 		return StageAfterTool
 	}
 	return StageAwaitingAssistant
@@ -96,6 +168,7 @@ func revealedHang(ev *Event, msgs []Message, first, reply int, th *Thresholds) (
 	}
 	ms := func(t int64) int64 { return t * 1e6 }
 	turn = first
+	var tl tools // the stage, message by message
 	at, reason = Deadline(ms(f), ms(f), th, stage)
 	for i := first + 1; i < reply; i++ {
 		m := &msgs[i]
@@ -111,7 +184,8 @@ func revealedHang(ev *Event, msgs []Message, first, reply int, th *Thresholds) (
 		if m.Role == RoleUser {
 			turn = i
 		} else {
-			stage = stageOf(ev, msgs[first+1:i+1])
+			tl.add(ev, m)
+			stage = tl.stage()
 		}
 		at, reason = Deadline(ms(f), ms(msgs[turn].Time), th, stage)
 	}
