@@ -17,6 +17,7 @@ import (
 
 	"github.com/hangwatch/hangwatch/detector"
 	"github.com/hangwatch/hangwatch/engine"
+	"github.com/hangwatch/hangwatch/wire"
 )
 
 // StorePrefix starts the subjects the outputs are stored on in the hang stream: an
@@ -189,6 +190,15 @@ func NewJetStreamSink(ctx context.Context, c *Conn, o SinkOptions, jo JetStreamS
 		return nil, fmt.Errorf("%w: %w", ErrJetStream, err)
 	}
 	core := NewSink(c, o)
+	for _, t := range []wire.SubjectTemplate{core.o.HangSubject, core.o.ResolvedSubject, core.o.UnresolvedSubject} {
+		// The stream republishes hangwatch.out.<first token>.<rest> on <first token>.<rest>:
+		// a republication onto the whole of its own subjects, one token and all, would be a
+		// cycle, which the server refuses.
+		if !strings.Contains(t.String(), ".") {
+			return nil, fmt.Errorf("%w: output subject %q: in JetStream mode an output subject needs at least two tokens (e.g. %q)",
+				ErrJetStream, t.String(), "voice."+t.String())
+		}
+	}
 	want := HangStreamConfig(jo.Stream, core.o.Wildcards(), jo)
 	st, err := ensureStream(ctx, js, want, log)
 	if err != nil {

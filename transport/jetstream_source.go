@@ -323,7 +323,18 @@ func (s *JetStreamSource) Probe() {
 func (s *JetStreamSource) Run(ctx context.Context, in engine.Intake) error {
 	s.in = in
 	in.Hold()
-	err := s.replay(ctx, in)
+	covered, err := s.replay(ctx, in)
+	if err == nil && ctx.Err() == nil {
+		// What an engine before this one was handed and never acknowledged (it crashed)
+		// was stored by then: the replay applied the latest message of its subject, which
+		// holds it. Its redelivery after the ack wait changes nothing, and need not be
+		// waited for before any deadline fires.
+		s.mu.Lock()
+		if s.lossTo != 0 && s.lossTo <= covered {
+			s.lossTo = 0
+		}
+		s.mu.Unlock()
+	}
 	in.Release()
 	if err != nil || ctx.Err() != nil {
 		return err
@@ -369,15 +380,16 @@ func (s *JetStreamSource) Run(ctx context.Context, in engine.Intake) error {
 }
 
 // replay delivers the latest stored message of every subject, in stream order, each
-// received at the time it was stored, up to the stream's last sequence as of the call.
-// It returns nil, early, once ctx is done.
-func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) error {
+// received at the time it was stored, up to the stream's last sequence as of the call,
+// which it returns: every message stored up to it is covered by what it delivered. It
+// returns 0 and nil, early, once ctx is done.
+func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) (uint64, error) {
 	start := time.Now()
-	fail := func(err error) error {
+	fail := func(err error) (uint64, error) {
 		if ctx.Err() != nil {
-			return nil
+			return 0, nil
 		}
-		return jsError("replay stream "+s.so.Name, err)
+		return 0, jsError("replay stream "+s.so.Name, err)
 	}
 	info, err := s.stream.Info(ctx)
 	if err != nil {
@@ -386,7 +398,7 @@ func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) error {
 	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
 		s.o.Logger.Info("replay: the stream is empty", zap.String("stream", s.so.Name))
-		return nil
+		return last, nil
 	}
 	cons, err := s.js.OrderedConsumer(ctx, s.so.Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: s.o.Subjects,
@@ -407,7 +419,7 @@ func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) error {
 	}
 	if ci.NumPending == 0 && ci.Delivered.Consumer == 0 {
 		s.o.Logger.Info("replay: no stored event on the subjects", zap.String("stream", s.so.Name), zap.Strings("subjects", s.o.Subjects))
-		return nil
+		return last, nil
 	}
 	var replayed int64
 	for {
@@ -436,7 +448,7 @@ func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) error {
 	}
 	s.o.Logger.Info("replayed the stored calls", zap.String("stream", s.so.Name), zap.Int64("events", replayed),
 		zap.Uint64("last_seq", last), zap.Duration("took", time.Since(start)))
-	return nil
+	return last, nil
 }
 
 // endReplay stops the replay's ordered consumer and deletes it from the server, which

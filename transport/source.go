@@ -2,7 +2,9 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +223,12 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 			return nil
 		}
 	}
+	// A subscription the server refused (the credentials may not subscribe to it) is
+	// known by now: the server answers it before the flush of the first proof.
+	if err := refusedSubscription(nc, s.o.Subjects); err != nil {
+		s.drain(subs)
+		return err
+	}
 	s.ready.Store(true)
 	s.o.Logger.Info("consuming", zap.Strings("subjects", s.o.Subjects))
 
@@ -389,4 +397,20 @@ func (s *Source) dropped() int64 {
 		}
 	}
 	return n
+}
+
+// refusedSubscription returns an error naming the subject when the server refused the
+// subscription to one of subjects for lack of permission: with it the source would
+// receive nothing, and look healthy.
+func refusedSubscription(nc *nats.Conn, subjects []string) error {
+	err := nc.LastError()
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	for _, subject := range subjects {
+		if strings.Contains(strings.ToLower(err.Error()), "subscription to \""+strings.ToLower(subject)+"\"") {
+			return fmt.Errorf("subscribe %q: the server refused it: the NATS user hangwatch connects as may not subscribe to it (check --subject and the credentials' subscribe permissions): %w", subject, err)
+		}
+	}
+	return nil
 }

@@ -133,6 +133,7 @@ type event struct {
 		Call      struct {
 			ID     string `json:"id"`
 			TeamID string `json:"teamId"`
+			OrgID  string `json:"orgId"` // the team of a Vapi call (SPEC §1)
 		} `json:"call"`
 		Hang struct {
 			Reason             string `json:"reason"`
@@ -162,6 +163,9 @@ func summarize(subject string, data []byte, loc *time.Location) string {
 		return fmt.Sprintf("%s: not a hangwatch event: %v", subject, err)
 	}
 	m, h := ev.Message, ev.Message.Hang
+	if m.Call.TeamID == "" {
+		m.Call.TeamID = m.Call.OrgID
+	}
 	for _, s := range []*string{&m.Type, &m.Call.ID, &m.Call.TeamID, &h.Reason, &h.Stage, &h.UserMessageID, &h.FirstUserMessageID,
 		&h.ReplyMessageID, &h.EndedReason, &h.Model.Provider, &h.Model.Model} {
 		*s = printable(*s)

@@ -28,3 +28,12 @@ func TestSummarizeZone(t *testing.T) {
 		})
 	}
 }
+
+// TestTailTextVapiTeam: a Vapi call has no call.teamId; its team is call.orgId (SPEC §1),
+// as in the output subject and in hangevent.TeamID, and the text summary names it.
+func TestTailTextVapiTeam(t *testing.T) {
+	data := []byte(`{"message":{"timestamp":1772700032800,"type":"hang","call":{"id":"c1","orgId":"org-9"},"hang":{"reason":"turn-timeout","stage":"awaiting-assistant","userMessageId":"u","firstUserMessageId":"u","waitMs":5000,"thresholdMs":5000}}}`)
+	if line := summarize("voice.hang.org-9.c1", data, time.UTC); !strings.Contains(line, "team=org-9 ") {
+		t.Errorf("summary %q does not name the call's team org-9 (call.orgId)", line)
+	}
+}
