@@ -194,6 +194,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 
 func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	c.last = max(c.last, ev.Received)
+	followed := c.order.seen // a snapshot of the call was applied before this event
 	switch {
 	case c.ended:
 		return Step{Wake: c.wake(cfg), Ignored: true}
@@ -209,7 +210,7 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	case !c.newer(ev):
 		return Step{Wake: c.wake(cfg), Ignored: true}
 	}
-	return c.snapshot(cfg, ev, now)
+	return c.snapshot(cfg, ev, now, followed)
 }
 
 // newer reports whether a snapshot is newer than the one applied, and if so takes its
@@ -348,7 +349,7 @@ func (c *Call) latest(ev *Event) bool {
 }
 
 // snapshot applies a snapshot newer than the one applied before.
-func (c *Call) snapshot(cfg *Config, ev *Event, now int64) Step {
+func (c *Call) snapshot(cfg *Config, ev *Event, now int64, followed bool) Step {
 	msgs := ev.Messages
 	// Every user turn up to f is answered already, whatever this history says.
 	f := c.answeredIn(msgs)
@@ -375,16 +376,23 @@ func (c *Call) snapshot(cfg *Config, ev *Event, now int64) Step {
 		// stretch began (a greeting before a rewritten turn).
 		if _, r := c.replyTo(o, msgs); r >= 0 {
 			u := lastRole(msgs, RoleUser, max(s, f)+1, r)
-			if u < 0 {
+			if u < 0 && s < r {
 				u = s
 			}
+			// A reply before the turn shown (a window cut the first turn, and the reply
+			// was filled in place after the caller spoke again) answers the turns before
+			// it: the first turn, as far as this history tells.
+			answered := o.last
+			if u < 0 && s > r {
+				answered = o.first
+			}
 			if o.hung {
-				step.Outputs = append(step.Outputs, c.resolve(cfg, ev, msgs, u, r, now))
+				step.Outputs = append(step.Outputs, c.resolve(cfg, ev, msgs, u, r, &answered, now))
 			}
 			if u >= 0 {
 				c.answered = turnRef{msgs[u].Key, msgs[u].Time}
 			} else {
-				c.answered = o.last.ref()
+				c.answered = answered.ref()
 			}
 			c.open = nil
 		} else {
@@ -402,10 +410,13 @@ func (c *Call) snapshot(cfg *Config, ev *Event, now int64) Step {
 	}
 
 	// The stretches this history answers beyond the one the call had open: the latest
-	// of them never seen unanswered may have hung, which its timestamps tell.
+	// of them never seen unanswered may have hung, which its timestamps tell. Read
+	// back from a stream, or live when it came after a snapshot of the call (the one
+	// that showed it unanswered was never delivered): not live in the first snapshot
+	// seen of a call, whose past was before hangwatch watched it.
 	f = c.answeredIn(msgs)
 	if u := lastRole(msgs, RoleUser, f+1, lastReply); u >= 0 {
-		if ev.Stored && !cfg.Disabled {
+		if (ev.Stored || followed) && !cfg.Disabled {
 			first := firstRole(msgs, RoleUser, max(lastRole(msgs, RoleReply, f+1, u), f)+1)
 			r := firstRole(msgs, RoleReply, u+1)
 			step.Outputs = append(step.Outputs, c.revealed(cfg, ev, msgs, first, u, r, now)...)
@@ -481,14 +492,19 @@ func (c *Call) extend(cfg *Config, ev *Event, msgs []Message, p, f int, step *St
 	// Where the stretch starts in this history: its first turn, else (a window cut it)
 	// the first user turn after every reply, which all stand before the stretch.
 	first := findUser(msgs, o.first.key)
+	// The stage follows the messages after the first turn; when a window cut it, every
+	// message after the last reply (and the turns answered already) is of the stretch, a
+	// tool call before its remaining turns included.
+	from := first + 1
 	if first < 0 {
-		first = firstRole(msgs, RoleUser, max(f, lastRole(msgs, RoleReply, 0, len(msgs)))+1)
+		from = max(f, lastRole(msgs, RoleReply, 0, len(msgs))) + 1
+		first = firstRole(msgs, RoleUser, from)
 	}
 	if first < 0 {
 		first = len(msgs)
 	}
 	if !o.hung {
-		o.stage = stageOf(ev, msgs[min(first+1, len(msgs)):])
+		o.stage = stageOf(ev, msgs[min(from, len(msgs)):])
 	}
 	o.snapshot = ev.Payload
 	if ev.Time == 0 || ev.Time >= o.latestTime {
@@ -512,10 +528,10 @@ func tailFrom(msgs []Message, first int) int32 {
 
 // resolve builds the hang-resolved of the open stretch, answered by msgs[r] after the user
 // turn msgs[u] (u < 0: not shown), at now.
-func (c *Call) resolve(cfg *Config, ev *Event, msgs []Message, u, r int, now int64) *Output {
+func (c *Call) resolve(cfg *Config, ev *Event, msgs []Message, u, r int, answered *mark, now int64) *Output {
 	o := c.open
-	user := o.last.id
-	if u >= 0 && msgs[u].Key != o.last.key {
+	user := answered.id
+	if u >= 0 && msgs[u].Key != answered.key {
 		user = messageID(&msgs[u])
 	}
 	reply := &msgs[r]
@@ -684,6 +700,15 @@ func (c *Call) stretchIn(o *stretch, msgs []Message) (start, from int) {
 // came before the stretch began (a greeting) answers nothing.
 func (c *Call) replyTo(o *stretch, msgs []Message) (start, r int) {
 	start, from := c.stretchIn(o, msgs)
+	if start >= 0 && msgs[start].Key != o.first.key && o.first.time != 0 {
+		// A window cut the first turn and shows a later one: a reply filled in place
+		// after the caller spoke again may stand before it, its own time after the first.
+		for i := c.answeredIn(msgs) + 1; i < start; i++ {
+			if m := &msgs[i]; m.Role == RoleReply && m.Time != 0 && m.Time >= o.first.time {
+				return start, i
+			}
+		}
+	}
 	r = firstRole(msgs, RoleReply, from)
 	for start < 0 && r >= 0 && msgs[r].Time != 0 && o.first.time != 0 && msgs[r].Time < o.first.time {
 		r = firstRole(msgs, RoleReply, r+1)
@@ -746,7 +771,10 @@ func (c *Call) wake(cfg *Config) int64 {
 }
 
 // mark returns the mark of a user turn: the one the stretch s (nil: none) has of it, which
-// keeps the anchor of the event that first showed it, else a new one.
+// keeps the anchor of the event that first showed it, else a new one. A turn between s's
+// first and latest (a stretch split by a reply filled in place starts at it) reached the
+// engine between them: its anchor is placed by its own time between theirs, not at this
+// event, which may come much later.
 func (s *stretch) mark(ev *Event, m *Message, cfg *Config) mark {
 	switch {
 	case s == nil:
@@ -754,6 +782,11 @@ func (s *stretch) mark(ev *Event, m *Message, cfg *Config) mark {
 		return s.last
 	case m.Key == s.first.key:
 		return s.first
+	case m.Time != 0 && s.first.time != 0 && s.first.time <= m.Time && m.Time <= s.last.time:
+		k := newMark(ev, m, cfg)
+		between := s.first.anchor + (m.Time-s.first.time)*int64(time.Millisecond)
+		k.anchor = min(k.anchor, max(s.first.anchor, min(between, s.last.anchor)))
+		return k
 	}
 	return newMark(ev, m, cfg)
 }

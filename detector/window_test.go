@@ -1,0 +1,128 @@
+package detector
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestWindowCutsFirstTurnStage: a sliding window that no longer shows the stretch's
+// user turn shows only messages newer than it, so the tool call and its result still
+// tell the stage (and the tool timeout that goes with it). SPEC §2: stage from the
+// messages after the first user turn; verdicts the same however the history is windowed.
+func TestWindowCutsFirstTurnStage(t *testing.T) {
+	u1 := hello("user-1", 1000)
+	tc := toolCalls("tc", 1500, "call-1")
+	tr := toolResult("tr", 2000, "call-1")
+	long := conf(5*time.Second, 30*time.Second, 20*time.Second)
+	runCallTests(t, []callTest{
+		{
+			name: "window of 2 cuts user-1 once the result arrives: still after-tool",
+			give: []op{
+				conv(1000, u1),
+				conv(1500, u1, tc),
+				conv(2000, tc, tr), // window(2)
+				tick(6000),
+			},
+			want: []out{{kind: hang, reason: turnTO, stage: afterTool, user: "user-1", first: "user-1", at: 6000, wait: 5000,
+				threshold: 5000, deadline: 6000, snapshot: "e2", latest: "e2"}},
+		},
+		{
+			name: "window of 1 shows only the pending tool call: the tool timeout still holds",
+			cfg:  &long,
+			give: []op{
+				conv(1000, u1),
+				conv(1500, u1, tc),
+				conv(1600, tc, other("sys", "system", 1600)), // window(2) of [u1 tc sys]
+				tick(6000),
+				tick(21_000),
+			},
+			want: []out{{kind: hang, reason: turnTO, stage: awaitTool, user: "user-1", first: "user-1", at: 21_000, wait: 20_000,
+				threshold: 20_000, deadline: 21_000, snapshot: "e2", latest: "e2"}},
+		},
+	})
+}
+
+// TestWindowFilledReplyBeforeLatestTurn: an empty assistant message filled in place
+// after the caller spoke again answers the stretch from its first turn, even standing
+// before its latest turn; with a window that no longer shows the first turn too, by the
+// reply's own time: hang-resolved, then the hang of user-2's own stretch, as with the whole
+// history. SPEC §2: the same verdicts with a sliding window, with rewrites in place.
+func TestWindowFilledReplyBeforeLatestTurn(t *testing.T) {
+	u1, a1, u2 := hello("user-1", 1000), silent("a1", 1100), hello("user-2", 3000)
+	a1filled := a("a1", "Sorry.", 1100)
+	give := func(cut func([]msg) []msg) []op {
+		return []op{
+			conv(1000, cut([]msg{u1})...),
+			conv(1100, cut([]msg{u1, a1})...),
+			conv(3000, cut([]msg{u1, a1, u2})...),
+			tick(8000),
+			conv(9000, cut([]msg{u1, a1filled, u2})...),
+			tick(20_000),
+			endReport(30_000).ended("customer-ended-call"),
+		}
+	}
+	want, _, _ := run(DefaultConfig(), give(full))
+	got, _, _ := run(DefaultConfig(), give(window(2)))
+	if !slices.Equal(got, want) {
+		t.Errorf("window 2 differs from the whole history\n got: %v\nwant: %v", got, want)
+	}
+}
+
+// TestSplitStretchKeepsMiddleTurnAnchor: a reply filled in place between user-1 and
+// user-2 splits the stretch: user-2 starts a stretch of its own. Its anchor is where it
+// reached the engine, between user-1's and user-3's (by its own time), not the splitting
+// event's arrival, which would postpone its max wait by 5 s. SPEC §2: max wait runs from
+// anchor(first user turn of the stretch); an anchor is fixed when the turn reaches the
+// engine.
+func TestSplitStretchKeepsMiddleTurnAnchor(t *testing.T) {
+	u1, a1, u2, u3, u4 := hello("user-1", 1000), silent("a1", 1100), hello("user-2", 3000), hello("user-3", 5000), hello("user-4", 9500)
+	a1f := a("a1", "Sorry.", 1100)
+	runCallTests(t, []callTest{
+		{
+			name: "max wait of the split-off stretch runs from user-2's first anchor",
+			give: []op{
+				conv(1000, u1),
+				conv(1100, u1, a1),
+				conv(3000, u1, a1, u2),
+				conv(5000, u1, a1, u2, u3),
+				conv(9000, u1, a1f, u2, u3),
+				conv(9500, u1, a1f, u2, u3, u4),
+				tick(13_000),
+				tick(20_000),
+			},
+			want: []out{{kind: hang, reason: mw, user: "user-4", first: "user-2", at: 13_000, wait: 10_000, threshold: 10_000, deadline: 13_000, snapshot: "e5", latest: "e5"}},
+		},
+	})
+}
+
+// TestNeverDeliveredSnapshotLive: the producer never delivers the snapshot that shows
+// user-1 unanswered; the next one shows user-1 answered 7 s later by the turns' own
+// timestamps: hang + hang-resolved (late), live as read back from a stream. SPEC §2:
+// snapshots may be delivered "late, twice or never" with the same verdicts. (Not in the
+// first snapshot seen of a call, whose past came before hangwatch watched it.)
+func TestNeverDeliveredSnapshotLive(t *testing.T) {
+	u1 := hello("user-1", 1000)
+	runCallTests(t, []callTest{
+		{
+			name: "live: the unanswered snapshot never came",
+			give: []op{
+				conv(500, greeting("w", 500)),
+				conv(8000, greeting("w", 500), u1, reply("r1", 8000)),
+				tick(30_000),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 8000, wait: 7000, threshold: 5000, deadline: 6000, late: true, snapshot: "e1", latest: "e1"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e1", latest: "e1"},
+			},
+		},
+		{
+			name: "live: the first snapshot seen of a call holds a late reply of its past",
+			give: []op{
+				conv(8000, greeting("w", 500), u1, reply("r1", 8000)),
+				tick(30_000),
+			},
+		},
+	})
+}
+
