@@ -125,4 +125,3 @@ func TestNeverDeliveredSnapshotLive(t *testing.T) {
 		},
 	})
 }
-
