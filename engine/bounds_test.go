@@ -336,3 +336,27 @@ func TestEngineShapeless(t *testing.T) {
 		t.Errorf("logged %d hints, want 1", n)
 	}
 }
+
+// TestEngineTombsAcrossShards: --max-ended counts the ended calls of every shard: a shard
+// that sees more than its share of ends keeps them while fewer than --max-ended calls
+// have ended in all, so a late duplicate does not resurrect one. SPEC §2 Bounds.
+func TestEngineTombsAcrossShards(t *testing.T) {
+	h := newHarness(t, WithShards(2), WithMaxEnded(4))
+	sh := h.e.shardOf("x")
+	var others []string
+	for i := 0; len(others) < 2; i++ {
+		if id := fmt.Sprint("other-", i); h.e.shardOf(id) == sh {
+			others = append(others, id)
+		}
+	}
+	h.send(conv("x", 1, user("user-1", 0), reply("r-1", 0)))
+	h.send(endEvent("x"))
+	for _, id := range others { // 3 calls ended in all, below max-ended 4
+		h.send(endEvent(id))
+	}
+	h.send(conv("x", 2, user("user-1", 0), reply("r-1", 0), user("user-2", 1))) // a late duplicate
+	h.advance(10 * time.Second)
+	if got := briefs(h.sink.take()); len(got) != 0 {
+		t.Errorf("the ended call x was resurrected: outputs %q, want none", got)
+	}
+}

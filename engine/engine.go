@@ -44,6 +44,7 @@ type Engine struct {
 
 	limits      *limits
 	maxEnded    int
+	tombs       atomic.Int64 // ended calls remembered, all shards (tombs.total)
 	maxRetained int64
 	retained    atomic.Int64 // payload bytes kept by all calls
 	gaps        gaps

@@ -61,7 +61,7 @@ func newShard(e *Engine) *shard {
 		exited: make(chan struct{}),
 		sched:  clock.NewSchedulerOn(e.mono, 0),
 		calls:  make(map[string]uint32),
-		tombs:  newTombs(e.maxEnded / len(e.shards)),
+		tombs:  newTombs(int64(e.maxEnded), len(e.shards), &e.tombs),
 	}
 	s.fire = s.tick
 	return s
