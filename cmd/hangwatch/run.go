@@ -21,6 +21,7 @@ import (
 	"github.com/hangwatch/hangwatch/internal/logs"
 	"github.com/hangwatch/hangwatch/internal/metrics"
 	"github.com/hangwatch/hangwatch/transport"
+	"github.com/hangwatch/hangwatch/transport/webhook"
 	"github.com/hangwatch/hangwatch/wire"
 )
 
@@ -255,6 +256,10 @@ type sidecar struct {
 	abandon func(context.Context) // undoes the setup of a start that failed
 	// leave tells a group that this member leaves, once its outputs are stored.
 	leave func(context.Context)
+	// delivering is core mode's webhook deliverer: a shutdown waits for what it holds,
+	// up to its deadline, before stopping it (nil without --deliver-url, or in
+	// JetStream mode, where what is left is delivered after a restart).
+	delivering *webhook.Deliverer
 }
 
 // runner is something that runs until its context is done.
@@ -420,6 +425,7 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 			}
 			delivered.stats = d.Stats
 			sinkOpts.Tap = d.Deliver
+			sc.delivering = d
 			sc.beside = append(sc.beside, runner{"webhook delivery", d.Run})
 		}
 		src, sink := transport.NewSource(conn, so), transport.NewSink(conn, sinkOpts)
@@ -563,6 +569,9 @@ func (sc *sidecar) run(ctx context.Context) error {
 	if sc.leave != nil {
 		// The outputs are stored: the other members may take the partitions over now.
 		sc.leave(closeCtx)
+	}
+	if sc.delivering != nil && sc.delivering.Wait(closeCtx) != nil {
+		sc.log.Warn("the shutdown's deadline (--drain-timeout) passed with webhook deliveries pending")
 	}
 	stopBeside()
 	if cerr := sc.close(closeCtx); err == nil {

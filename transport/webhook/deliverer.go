@@ -18,6 +18,7 @@ type Deliverer struct {
 	o     Options
 	eps   []*queue
 	stats counters
+	idle  chan struct{} // a queue held nothing more: Wait looks again
 }
 
 // queue holds the outputs for one URL: those ready for an attempt, in a channel the
@@ -28,6 +29,7 @@ type queue struct {
 	ready chan *item
 	held  atomic.Int64 // ready, waiting and in flight; at most Options.Queue
 	wake  chan struct{}
+	idle  chan struct{} // the Deliverer's
 
 	mu      sync.Mutex
 	waiting itemHeap
@@ -49,9 +51,10 @@ func New(o Options) (*Deliverer, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Deliverer{o: o}
+	d := &Deliverer{o: o, idle: make(chan struct{}, 1)}
 	for _, u := range o.URLs {
 		d.eps = append(d.eps, &queue{
+			idle:     d.idle,
 			endpoint: newEndpoint(u, &d.o, &d.stats),
 			// held bounds what is in the channel, so a send to it never blocks.
 			ready: make(chan *item, o.Queue),
@@ -95,6 +98,20 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	return nil
 }
 
+// Wait returns once every output handed to d has been delivered or given up, or when
+// ctx is done (with its error): a shutdown in core mode waits with it, up to its
+// deadline, for the outputs on their way, before it stops Run.
+func (d *Deliverer) Wait(ctx context.Context) error {
+	for d.held() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.idle:
+		}
+	}
+	return nil
+}
+
 // Stats returns the deliverer's counters.
 func (d *Deliverer) Stats() Stats {
 	st := d.stats.stats()
@@ -123,8 +140,11 @@ func (q *queue) work(ctx context.Context) {
 			}
 			if a.Outcome == Retried {
 				q.retry(it, a)
-			} else {
-				q.held.Add(-1)
+			} else if q.held.Add(-1) == 0 {
+				select {
+				case q.idle <- struct{}{}:
+				default:
+				}
 			}
 			q.done(a, why)
 		}

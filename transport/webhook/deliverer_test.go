@@ -293,3 +293,41 @@ func TestAttemptErrorRedacted(t *testing.T) {
 		t.Errorf("error %q shows a credential", msg)
 	}
 }
+
+// TestDeliverWait: Wait returns once the outputs held are delivered or given up, and
+// with ctx's error while one still waits for its retry (a shutdown's deadline).
+func TestDeliverWait(t *testing.T) {
+	r := newReceiver(t, func(id string, try int) answer {
+		if id == "c2:user-1:hang" && try == 1 {
+			return answer{status: 503}
+		}
+		return answer{status: 204}
+	})
+	d, clk, obs := newCore(t, Options{}, r)
+	if err := d.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait with nothing held: %v", err)
+	}
+	run(t, d)
+	d.Deliver("c1:user-1:hang", []byte(`{}`))
+	d.Deliver("c2:user-1:hang", []byte(`{}`))
+	obs.next(t)
+	obs.next(t) // c1 delivered, c2 waits for its retry
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with an output waiting for its retry = %v, want the context's error", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- d.Wait(context.Background()) }()
+	clk.BlockUntilContext(context.Background(), 1) // the retry's timer
+	clk.Advance(time.Hour)
+	if a := obs.next(t); a.Outcome != Delivered || a.Attempts != 2 {
+		t.Errorf("the retry: %+v, want delivered at the second attempt", a)
+	}
+	if err := <-waited; err != nil {
+		t.Errorf("Wait = %v after every output was delivered", err)
+	}
+	if st := d.Stats(); st.Outcomes[Delivered] != 2 || st.Held != 0 {
+		t.Errorf("stats %+v, want 2 delivered, none held", st)
+	}
+}
