@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangwatch/hangwatch/internal/natstest"
+	"github.com/hangwatch/hangwatch/transport"
 	"github.com/hangwatch/hangwatch/transport/webhook"
 )
 
@@ -114,5 +115,28 @@ func TestDeliverers(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("Run = %v", err)
 		}
+	}
+}
+
+// TestReadyzWhenDeliveryStops: with --jetstream, each --deliver-url reads the hang stream
+// through a durable consumer; deleted under it (an operator's mistake), nothing more is
+// delivered, and /readyz says so instead of answering 200.
+func TestReadyzWhenDeliveryStops(t *testing.T) {
+	recv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer recv.Close()
+	b := newJSBroker(t)
+	h := startTestSidecar(t, zap.InfoLevel, "--nats-url", b.url, "--jetstream",
+		"--deliver-url", recv.URL, "--deliver-secret", testDeliverSecret)
+	if code, body := h.get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d %q before the consumer is deleted", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := b.js.DeleteConsumer(ctx, transport.DefaultHangStream, webhook.DurableName(webhook.DefaultDurablePrefix, recv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	h.until(func() bool { code, _ := h.get("/readyz"); return code == http.StatusServiceUnavailable }, "/readyz 503")
+	if _, body := h.get("/readyz"); !strings.Contains(body, "webhook delivery stopped") {
+		t.Errorf("/readyz says %q, want why", body)
 	}
 }

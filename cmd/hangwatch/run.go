@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -260,6 +261,9 @@ type sidecar struct {
 	// up to its deadline, before stopping it (nil without --deliver-url, or in
 	// JetStream mode, where what is left is delivered after a restart).
 	delivering *webhook.Deliverer
+	// failed says which part running beside the engine stopped with an error (the
+	// webhook delivery's consumer deleted, say): the sidecar is not ready any more.
+	failed atomic.Pointer[string]
 }
 
 // runner is something that runs until its context is done.
@@ -449,6 +453,9 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 	// Ready also needs the input caught up: the watermark within a turn timeout of now.
 	inputReady := sc.ready
 	sc.ready = func() (bool, string) {
+		if failed := sc.failed.Load(); failed != nil {
+			return false, *failed
+		}
 		if ok, why := inputReady(); !ok {
 			return false, why
 		}
@@ -509,7 +516,9 @@ func (sc *sidecar) run(ctx context.Context) error {
 		for _, r := range rs {
 			wg.Go(func() {
 				if err := r.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-					sc.log.Error(r.name, zap.Error(err))
+					sc.log.Error(r.name+" stopped: not ready any more", zap.Error(err))
+					why := r.name + " stopped: " + err.Error()
+					sc.failed.CompareAndSwap(nil, &why)
 				}
 			})
 		}
