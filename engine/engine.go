@@ -45,6 +45,7 @@ type Engine struct {
 	limits      *limits
 	maxEnded    int
 	maxRetained int64
+	packAfter   int64        // ns; < 0: never
 	retained    atomic.Int64 // payload bytes kept by all calls
 	gaps        gaps
 	teams       labels // hangs by team
@@ -99,6 +100,7 @@ func New(src Source, d Decoder, sink Sink, opts ...Option) (*Engine, error) {
 		limits:      newLimits(o.maxCalls, o.maxCallsPerTeam),
 		maxEnded:    o.maxEnded,
 		maxRetained: o.maxRetained,
+		packAfter:   int64(o.packAfter),
 	}
 	e.born = e.mono.Now()
 	e.shards = make([]*shard, o.shards)
