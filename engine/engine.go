@@ -46,6 +46,7 @@ type Engine struct {
 	maxEnded    int
 	tombs       atomic.Int64 // ended calls remembered, all shards (tombs.total)
 	maxRetained int64
+	packAfter   int64        // ns; < 0: never
 	retained    atomic.Int64 // payload bytes kept by all calls
 	gaps        gaps
 	teams       labels // hangs by team
@@ -100,6 +101,7 @@ func New(src Source, d Decoder, sink Sink, opts ...Option) (*Engine, error) {
 		limits:      newLimits(o.maxCalls, o.maxCallsPerTeam),
 		maxEnded:    o.maxEnded,
 		maxRetained: o.maxRetained,
+		packAfter:   int64(o.packAfter),
 	}
 	e.born = e.mono.Now()
 	e.shards = make([]*shard, o.shards)

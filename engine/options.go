@@ -17,6 +17,9 @@ const (
 	DefaultMaxEnded = 1_000_000
 	// DefaultMaxRetainedBytes is the default of --max-retained-bytes: 1 GiB.
 	DefaultMaxRetainedBytes = 1 << 30
+	// DefaultPackAfter is how long a call keeps a copy for its outputs before it is
+	// packed (WithPackAfter).
+	DefaultPackAfter = 200 * time.Millisecond
 	// DefaultInflightBytes bounds the bytes of the messages in the engine's pipeline:
 	// past it, the source waits and the input backs up in NATS.
 	DefaultInflightBytes = 64 << 20
@@ -35,6 +38,7 @@ type options struct {
 	maxCallsPerTeam int64
 	maxEnded        int
 	maxRetained     int64
+	packAfter       time.Duration
 	inflight        int64
 	depth           int
 }
@@ -49,6 +53,7 @@ func defaultOptions() options {
 		maxCalls:    DefaultMaxCalls,
 		maxEnded:    DefaultMaxEnded,
 		maxRetained: DefaultMaxRetainedBytes,
+		packAfter:   DefaultPackAfter,
 		inflight:    DefaultInflightBytes,
 		depth:       DefaultDepth,
 	}
@@ -102,6 +107,13 @@ func WithMaxEnded(n int) Option { return func(o *options) { o.maxEnded = max(n, 
 // (default DefaultMaxRetainedBytes): past it, a newly armed call keeps only the tail of
 // its history.
 func WithMaxRetainedBytes(n int64) Option { return func(o *options) { o.maxRetained = n } }
+
+// WithPackAfter packs (compresses with s2) the copy of what its outputs carry that an
+// armed or hung call keeps, once it has kept it for d (default DefaultPackAfter): a copy
+// replaced or let go sooner (a burst of updates, a quick answer) is not worth the CPU.
+// An output unpacks the copy it carries. 0 packs every copy as it is made; a negative d
+// never packs.
+func WithPackAfter(d time.Duration) Option { return func(o *options) { o.packAfter = d } }
 
 // WithInflight bounds the messages in the pipeline, in bytes and in number (defaults
 // DefaultInflightBytes and DefaultDepth).

@@ -35,7 +35,26 @@ func AppendOutput(dst []byte, callID string, out *detector.Output, maxBytes int)
 // in maxBytes (messages, or more, left out), which the metrics count.
 func AppendOutputFit(dst []byte, callID string, out *detector.Output, maxBytes int) (_ []byte, cut bool) {
 	var o output
-	o.init(callID, out)
+	snap, _ := out.Snapshot.(*Payload)
+	latest, _ := out.Latest.(*Payload)
+	// A packed copy (Retain) is unpacked into a scratch buffer for the time of the write.
+	var snapView, latestView Payload
+	if snap != nil && snap.packed != nil {
+		sb := getScratch(int(snap.base) + len(snap.data))
+		defer putScratch(sb)
+		packed := snap
+		*sb, _ = snap.unpack(&snapView, (*sb)[:0])
+		if snap = &snapView; latest == packed {
+			latest = snap
+		}
+	}
+	if latest != nil && latest.packed != nil {
+		lb := getScratch(int(latest.base) + len(latest.data))
+		defer putScratch(lb)
+		*lb, _ = latest.unpack(&latestView, (*lb)[:0])
+		latest = &latestView
+	}
+	o.init(callID, out, snap, latest)
 	var buf [512]byte
 	hang := appendHang(buf[:0], out, o.model)
 	o.hangLen = len(hang)
@@ -71,9 +90,8 @@ type output struct {
 // model is the provider and the model name of an assistant, raw string bodies.
 type model struct{ provider, name []byte }
 
-func (o *output) init(callID string, out *detector.Output) {
-	snap, _ := out.Snapshot.(*Payload)
-	latest, _ := out.Latest.(*Payload)
+// init takes the parts of out, whose payloads, not packed, are snap and latest.
+func (o *output) init(callID string, out *detector.Output, snap, latest *Payload) {
 	o.callID, o.kind = callID, out.Kind
 	o.millis = time.Unix(0, out.Wall).UnixMilli()
 	if latest != nil {

@@ -1,7 +1,10 @@
 package wire
 
 import (
+	"sync"
 	"unsafe"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/hangwatch/hangwatch/detector"
 )
@@ -31,13 +34,24 @@ type Payload struct {
 	// omitted is the number of leading messages of the history that a retained copy
 	// left out.
 	omitted int32
+
+	// A retained copy may be packed: packed is then an s2 block of the first base bytes
+	// of its bytes (the passed-through values, which the spans above index), and data
+	// only the bytes after them (copies of the model's strings, which provider and model
+	// then index, and the ids). Spans and string references keep their offsets in the
+	// bytes as a whole: data starts at offset base. A payload that is not packed has
+	// base 0.
+	packed []byte
+	base   uint32
+	// copied says that Retain made the payload, which Pack may then pack.
+	copied bool
 }
 
 var _ detector.Payload = (*Payload)(nil)
 
 // Len is the number of bytes the payload retains: its bytes (the received buffer, or
 // a retained copy's own), and itself.
-func (p *Payload) Len() int { return len(p.data) + payloadSize }
+func (p *Payload) Len() int { return len(p.packed) + len(p.data) + payloadSize }
 
 const payloadSize = int(unsafe.Sizeof(Payload{}))
 
@@ -61,7 +75,7 @@ func (p *Payload) str(r strRef) string {
 	if !r.ok {
 		return ""
 	}
-	return str(p.data[r.s.start:r.s.end], r.esc)
+	return str(p.data[r.s.start-p.base:r.s.end-p.base], r.esc)
 }
 
 // raw returns the raw body of a string of the payload, non-nil when it is one.
@@ -69,7 +83,7 @@ func (p *Payload) raw(r strRef) []byte {
 	if !r.ok {
 		return nil
 	}
-	return p.data[r.s.start:r.s.end:r.s.end]
+	return p.data[r.s.start-p.base : r.s.end-p.base : r.s.end-p.base]
 }
 
 // value returns the raw bytes of a span, or nil when it is absent.
@@ -125,8 +139,15 @@ func historyFrom(hist []byte, skip int32) ([]byte, int32) {
 // was received in can be freed, and it records how many leading messages it left out
 // (SPEC §2 "Bounds": a newly armed call past the byte budget keeps only the tail of its
 // history). Indexes are those of the array as received: a copy retained again leaves out
-// only the messages it still holds before from.
+// only the messages it still holds before from. The copy is not packed (see Pack).
 func (p *Payload) Retain(from int32) detector.Payload {
+	if p.packed != nil {
+		var v Payload
+		if _, ok := p.unpack(&v, nil); !ok {
+			return p.RetainCall() // not reached: Pack made the block
+		}
+		return v.Retain(from)
+	}
 	head, tail := p.callParts()
 	hist, dropped := p.value(p.messages), int32(0)
 	full := true // hist is the whole array, brackets included
@@ -141,16 +162,20 @@ func (p *Payload) Retain(from int32) detector.Payload {
 	if !full {
 		n += 2 // "[" before the elements kept, or "[]" for none
 	}
+	// The model's strings lie within the assistant, except in a payload unpacked from a
+	// packed copy, which holds them after its values: there, they are copied again.
+	inside := func(r strRef) bool { return r.s.start >= p.assistant.start && r.s.end <= p.assistant.end }
+	if p.assistant.end != 0 {
+		for _, r := range [...]strRef{p.provider, p.model} {
+			if r.ok && !inside(r) {
+				n += r.s.len()
+			}
+		}
+	}
 	b := make([]byte, 0, n)
-	q := &Payload{omitted: p.omitted + dropped}
+	q := &Payload{omitted: p.omitted + dropped, copied: true}
 	q.call, b = appendSpan(b, head, tail)
 	q.assistant, b = appendSpan(b, p.value(p.assistant), nil)
-	if r := p.provider; r.ok && q.assistant.end != 0 {
-		q.provider = strRef{s: span{r.s.start - p.assistant.start + q.assistant.start, r.s.end - p.assistant.start + q.assistant.start}, esc: r.esc, ok: true}
-	}
-	if r := p.model; r.ok && q.assistant.end != 0 {
-		q.model = strRef{s: span{r.s.start - p.assistant.start + q.assistant.start, r.s.end - p.assistant.start + q.assistant.start}, esc: r.esc, ok: true}
-	}
 	switch {
 	case full:
 		q.messages, b = appendSpan(b, hist, nil)
@@ -163,10 +188,111 @@ func (p *Payload) Retain(from int32) detector.Payload {
 	q.customer, b = appendSpan(b, p.value(p.customer), nil)
 	q.analysis, b = appendSpan(b, p.value(p.analysis), nil)
 	q.phoneNumber, b = appendSpan(b, p.value(p.phoneNumber), nil)
+	if q.assistant.end != 0 {
+		for _, m := range [...]struct{ from, to *strRef }{{&p.provider, &q.provider}, {&p.model, &q.model}} {
+			r := *m.from
+			switch {
+			case !r.ok:
+			case inside(r):
+				*m.to = strRef{s: span{r.s.start - p.assistant.start + q.assistant.start, r.s.end - p.assistant.start + q.assistant.start}, esc: r.esc, ok: true}
+			default:
+				start := len(b)
+				b = append(b, p.raw(r)...)
+				*m.to = strRef{s: span{uint32(start), uint32(len(b))}, esc: r.esc, ok: true}
+			}
+		}
+	}
 	q.teamID, q.assistantID, b = appendStrings(b, p.teamID, p.assistantID)
 	q.data = b
 	return q
 }
+
+// Pack returns a packed copy of p, a copy that Retain made: its values compressed with
+// s2, which AppendOutput unpacks into a scratch buffer. It returns nil when p is not such
+// a copy, is packed already, or when packing would not save an eighth of it (or it is
+// smaller than packMin). The engine packs what a call has kept for a while: most copies
+// are let go within a second or two, and outputs, which unpack, are rare next to arms.
+func (p *Payload) Pack() detector.Payload {
+	if !p.copied || p.packed != nil {
+		return nil
+	}
+	n := 0 // the values end where the strings after them (model, ids) begin
+	for _, s := range [...]span{p.call, p.assistant, p.messages, p.phone, p.customer, p.analysis, p.phoneNumber} {
+		n = max(n, int(s.end))
+	}
+	if n < packMin {
+		return nil
+	}
+	zb := getScratch(s2.MaxEncodedLen(n))
+	defer putScratch(zb)
+	z := s2.Encode((*zb)[:cap(*zb)], p.data[:n])
+	if len(z) > n-n/8 {
+		return nil
+	}
+	q := *p
+	q.pack(z, n, p.raw(p.provider), p.raw(p.model), p.teamID, p.assistantID)
+	return &q
+}
+
+// packMin is the smallest copy Pack packs: below it, s2 saves little. (A variable, for
+// the tests.)
+var packMin = 1 << 10
+
+// pack makes q a packed copy: z is the s2 block of the n bytes of the values whose spans
+// q holds. The strings of the model (the bytes of q.provider and q.model) are copied
+// after the block, with the ids; all in one allocation.
+func (q *Payload) pack(z []byte, n int, provider, model []byte, teamID, assistantID string) {
+	c := make([]byte, len(z), len(z)+len(provider)+len(model)+len(teamID)+len(assistantID))
+	copy(c, z)
+	q.packed, q.base = c[:len(z):len(z)], uint32(n)
+	d := c[len(z):]
+	at := func(r *strRef, s []byte) {
+		if r.ok {
+			start := q.base + uint32(len(d))
+			d = append(d, s...)
+			r.s = span{start, q.base + uint32(len(d))}
+		}
+	}
+	at(&q.provider, provider)
+	at(&q.model, model)
+	q.teamID, q.assistantID, d = appendStrings(d, teamID, assistantID)
+	q.data = d
+}
+
+// unpack makes v the payload p as one that is not packed, its bytes in buf (grown when
+// too small), which it returns. It reports false when p's block does not decode (not
+// reached: Retain made it), v then holds nothing. v aliases p and buf.
+func (p *Payload) unpack(v *Payload, buf []byte) ([]byte, bool) {
+	*v = Payload{}
+	if n, err := s2.DecodedLen(p.packed); err != nil || n != int(p.base) {
+		return buf, false
+	}
+	if need := int(p.base) + len(p.data); cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	a, err := s2.Decode(buf[:cap(buf)], p.packed)
+	if err != nil {
+		return buf, false
+	}
+	*v = *p
+	v.data = append(a, p.data...) // within buf's capacity
+	v.packed, v.base = nil, 0
+	return v.data, true
+}
+
+// scratch holds the buffers that Retain packs from and AppendOutput unpacks into.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+// getScratch returns a buffer of scratch with room for n bytes.
+func getScratch(n int) *[]byte {
+	b := scratch.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, 0, n)
+	}
+	return b
+}
+
+func putScratch(b *[]byte) { scratch.Put(b) }
 
 // RetainCall returns a compact copy of the payload that holds only its call object
 // (without its messages member) and the ids read from it: what the latest event of a

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hangwatch/hangwatch/detector"
+)
+
+// packable is a retPayload whose copies pack to a quarter of their bytes.
+type packable struct {
+	*retPayload
+	packed bool
+}
+
+func (p *packable) Len() int {
+	if p.packed {
+		return p.retPayload.Len() / 4
+	}
+	return p.retPayload.Len()
+}
+
+func (p *packable) Retain(from int32) detector.Payload {
+	return &packable{retPayload: p.retPayload.Retain(from).(*retPayload)}
+}
+
+func (p *packable) Pack() detector.Payload {
+	if !p.kept || p.packed {
+		return nil
+	}
+	p.asked.add(p.name + " pack")
+	return &packable{retPayload: p.retPayload, packed: true}
+}
+
+func packableConv(id string, ts int64, n, per int, log *retainLog) *detector.Event {
+	ev := armedConv(id, ts, n, per, log)
+	ev.Payload = &packable{retPayload: ev.Payload.(*retPayload)}
+	return ev
+}
+
+// TestEnginePacksKeptCopies: a copy a call keeps for DefaultPackAfter is packed, and
+// Retained counts it packed; a copy let go or replaced sooner is not; the hang carries
+// the packed copy.
+func TestEnginePacksKeptCopies(t *testing.T) {
+	log := &retainLog{}
+	h := newHarness(t)
+	h.send(packableConv("c1", 1, 3, 200, log))
+	h.send(packableConv("c2", 1, 3, 200, log))
+	if got, want := log.take(), []string{"c1@1 -1", "c2@1 -1"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	h.advance(DefaultPackAfter / 2)
+	// c2 is answered, then armed again with a later turn: its first copy is let go.
+	h.send(conv("c2", 2, user("user-0", 0), reply("r-1", 0), user("user-2", 0), reply("r-3", 0)))
+	h.send(packableConv("c2", 3, 5, 200, log))
+	if st := h.e.Stats(); st.Retained != 600+1000 {
+		t.Errorf("retained %d, want 1600", st.Retained)
+	}
+	h.advance(DefaultPackAfter/2 + time.Millisecond)
+	if got, want := log.take(), []string{"c2@3 -1", "c1@1 pack"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	if st := h.e.Stats(); st.Retained != 150+1000 {
+		t.Errorf("retained %d, want 1150", st.Retained)
+	}
+	h.advance(DefaultPackAfter)
+	if got, want := log.take(), []string{"c2@3 pack"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	if st := h.e.Stats(); st.Retained != 150+250 {
+		t.Errorf("retained %d, want 400", st.Retained)
+	}
+	h.advance(5 * time.Second)
+	outs := h.sink.take()
+	if len(outs) != 2 {
+		t.Fatalf("outputs %q, want two hangs", briefs(outs))
+	}
+	for _, o := range outs {
+		if p, ok := o.out.Snapshot.(*packable); !ok || !p.packed || o.out.Latest != o.out.Snapshot {
+			t.Errorf("%s's hang carries %+v, %+v; want the packed copy", o.callID, o.out.Snapshot, o.out.Latest)
+		}
+	}
+	h.send(endEvent("c1"))
+	h.send(endEvent("c2"))
+	if st := h.e.Stats(); st.Retained != 0 {
+		t.Errorf("retained %d after the ends, want 0", st.Retained)
+	}
+}
+
+// TestEnginePackAfter: 0 packs as the copy is made, a negative duration never.
+func TestEnginePackAfter(t *testing.T) {
+	for _, tt := range []struct {
+		after time.Duration
+		want  []string
+		kept  int64
+	}{{0, []string{"c1@1 -1", "c1@1 pack"}, 150}, {-1, []string{"c1@1 -1"}, 600}} {
+		log := &retainLog{}
+		h := newHarness(t, WithPackAfter(tt.after))
+		h.send(packableConv("c1", 1, 3, 200, log))
+		h.advance(time.Second)
+		if got := log.take(); !slices.Equal(got, tt.want) {
+			t.Errorf("after %v: asked %q, want %q", tt.after, got, tt.want)
+		}
+		if st := h.e.Stats(); st.Retained != tt.kept {
+			t.Errorf("after %v: retained %d, want %d", tt.after, st.Retained, tt.kept)
+		}
+	}
+}

@@ -1,0 +1,6 @@
+//go:build race
+
+package wire
+
+// raceEnabled: the race detector makes sync.Pool drop buffers at random.
+const raceEnabled = true
