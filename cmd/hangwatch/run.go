@@ -40,6 +40,7 @@ type sidecarOptions struct {
 	maxCalls, maxCallsPerTeam                       int64
 	maxEnded                                        int
 	maxRetained, maxInflight, maxPending            *byteSize
+	packAfter                                       time.Duration
 	shards                                          int
 	hangSubject, resolvedSubject, unresolvedSubject string
 	hangTmpl, resolvedTmpl, unresolvedTmpl          wire.SubjectTemplate
@@ -87,6 +88,7 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.Int64Var(&o.maxCallsPerTeam, "max-calls-per-team", 0, "most live calls of one team; 0: no limit")
 	fs.IntVar(&o.maxEnded, "max-ended", engine.DefaultMaxEnded, "ended calls remembered, so that late events are ignored; the oldest are forgotten first")
 	fs.Var(o.maxRetained, "max-retained-bytes", "bytes calls keep for their outputs (67108864, 64MiB, 1GiB, 500MB); past it a newly armed call keeps only the tail of its history")
+	fs.DurationVar(&o.packAfter, "pack-after", engine.DefaultPackAfter, "compress (s2) the history an armed or hung call keeps once it has kept it this long: about half the memory, for some CPU; 0: at once; -1s: never")
 	fs.Var(o.maxInflight, "max-inflight-bytes", "bytes of events in the engine's pipeline; past it the input waits in NATS")
 	fs.Var(o.maxPending, "max-pending-bytes", "core NATS: bytes a subscription buffers while the engine is behind; past it NATS drops events (an input gap)")
 	fs.IntVar(&o.shards, "shards", 0, "engine shards (worker goroutines); 0: one per CPU")
@@ -331,7 +333,7 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 	opts := []engine.Option{engine.WithConfig(o.det), engine.WithClock(clk), engine.WithLogger(log), engine.WithLimitedLogger(limited),
 		engine.WithShards(o.shards), engine.WithDecoders(o.shards), engine.WithMaxCalls(o.maxCalls),
 		engine.WithMaxCallsPerTeam(o.maxCallsPerTeam), engine.WithMaxEnded(o.maxEnded),
-		engine.WithMaxRetainedBytes(int64(*o.maxRetained)), engine.WithInflight(int64(*o.maxInflight), engine.DefaultDepth)}
+		engine.WithMaxRetainedBytes(int64(*o.maxRetained)), engine.WithPackAfter(o.packAfter), engine.WithInflight(int64(*o.maxInflight), engine.DefaultDepth)}
 	sources := metrics.Sources{Conn: conn}
 	if o.configBucket != "" {
 		th, err := transport.NewThresholds(ctx, conn, o.configBucket, o.replicas, o.det, log, limited)

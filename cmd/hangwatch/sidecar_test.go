@@ -472,3 +472,20 @@ func TestOutputCutToFit(t *testing.T) {
 		t.Errorf("hangwatch_history_truncations_total{cause=max-payload} = %v, want 1", v)
 	}
 }
+
+// TestPackAfter: --pack-after 0 packs the history an armed call keeps as it keeps it,
+// --pack-after -1s never does: the same call keeps fewer bytes with the first.
+func TestPackAfter(t *testing.T) {
+	t.Parallel()
+	retained := func(packAfter string) int64 {
+		h := startTestSidecar(t, zap.InfoLevel, "--pack-after", packAfter)
+		defer h.stop()
+		h.send(h.event("c1", strings.Repeat("Can you hear me? I would like to move my appointment. ", 400), "user-1"))
+		h.until(func() bool { return h.sc.engine.Stats().Armed == 1 }, "the call armed")
+		return h.sc.engine.Stats().Retained
+	}
+	packed, plain := retained("0"), retained("-1s")
+	if packed <= 0 || packed*4 > plain {
+		t.Errorf("retained %d bytes packed, %d plain: want packing to keep a fraction", packed, plain)
+	}
+}
