@@ -128,35 +128,38 @@ func TestRunnerPublishesScriptsOnTime(t *testing.T) {
 	}
 
 	// Every call started by the cutoff, slot by slot, each when the previous one ended,
-	// published every event due before the cutoff, as its script has it, on time.
+	// published every event due before the cutoff, as its script has it, on time. A
+	// worker ahead of the others may have published events due after the cutoff (the
+	// earliest next event of all workers): a prefix of the script, then.
 	calls := byCall(t, events)
 	want := 0
 	for slot := range int64(s.cfg.Calls) {
 		for sc := s.firstScript(slot, st.Start.UnixMilli()); sc.Start().Before(st.Cutoff); {
 			want++
 			got := calls[sc.CallID()]
-			var due []recorded
-			for _, e := range scriptEvents(sc) {
+			script := scriptEvents(sc)
+			due := 0
+			for _, e := range script {
 				if e.at.Before(st.Cutoff) {
-					due = append(due, e)
+					due++
 				}
 			}
-			if len(got) != len(due) {
-				t.Fatalf("call %d: %d events published, %d due before the cutoff", sc.Index(), len(got), len(due))
+			if len(got) < due || len(got) > len(script) {
+				t.Fatalf("call %d: %d events published, %d due before the cutoff, %d in its script", sc.Index(), len(got), due, len(script))
 			}
 			for i := range got {
-				if got[i].subject != due[i].subject || string(got[i].data) != string(due[i].data) {
+				if got[i].subject != script[i].subject || string(got[i].data) != string(script[i].data) {
 					t.Fatalf("call %d event %d differs from its script", sc.Index(), i)
 				}
-				if late := got[i].at.Sub(due[i].at); late < 0 || late >= step {
+				if late := got[i].at.Sub(script[i].at); late < 0 || late >= step {
 					t.Errorf("call %d event %d published %v after its time", sc.Index(), i, late)
 				}
 			}
 			sc = sc.successor(sc.start + sc.scan(nil, nil))
 		}
 	}
-	if len(calls) != want || st.Calls != int64(want) {
-		t.Errorf("%d calls published (stats: %d), want %d", len(calls), st.Calls, want)
+	if len(calls) < want || st.Calls != int64(len(calls)) {
+		t.Errorf("%d calls published (stats: %d), want %d started by the cutoff", len(calls), st.Calls, want)
 	}
 	rate := float64(len(events)) / st.Cutoff.Sub(st.Start).Seconds() / float64(s.cfg.Calls)
 	if want := s.EventRate(); rate < want*0.8 || rate > want*1.2 {
