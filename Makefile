@@ -21,6 +21,9 @@ FUZZ_TARGETS := ./wire:FuzzDecode ./wire:FuzzAppendOutput ./wire:FuzzJSONStringL
                 ./transport/ingest:FuzzHandler ./hangevent:FuzzParse ./internal/subject:FuzzToken \
                 ./transport:FuzzHeartbeat ./transport:FuzzParseOverride
 FUZZTIME     ?= 10m
+# An input found is minimized for at most this many runs: a time could outlast a short
+# -fuzztime (make test's 5 s) and end the run with an error.
+FUZZMINIMIZE ?= 100x
 
 .PHONY: build install help demo test check-deploy tools docs fuzz soak bench bench-quick bench-stress bench-memory benchstat lint
 
@@ -79,7 +82,7 @@ docs:
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$pkg || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg || exit 1; \
 	done
 
 ## soak: 100,000 calls for 10 minutes under the race detector: flat memory, no missed or false hang
