@@ -188,11 +188,18 @@ func (m *model) deadline(o *modelStretch) (int64, detector.Reason) {
 }
 
 // fire fires what evidence e lets fire in call id, at now: its hang, or its end of life.
-func (m *model) fire(id string, e, now int64) {
+func (m *model) fire(id string, e, now int64) { m.fireOwn(id, e, now, false) }
+
+// fireOwn is fire; own says that a stored message of the call comes next, which its end
+// of life must wait for when the call is armed: as the engine leaves an armed call's
+// deadline to the detector for a stored message of its own, the message is applied to
+// the call as it stands, and its hang, if due, comes first.
+func (m *model) fireOwn(id string, e, now int64, own bool) {
 	c := m.calls[id]
 	if c == nil || c.ended {
 		return
 	}
+	armed := c.open != nil && !c.open.hung
 	if o := c.open; o != nil && !o.hung {
 		at, reason := m.deadline(o)
 		if at > e {
@@ -207,7 +214,7 @@ func (m *model) fire(id string, e, now int64) {
 			reason, o.stage, c.hist[o.last].id, c.hist[o.first].id, now-start.UnixNano(), at-start.UnixNano(), now-from,
 			threshold, o.snapshot, o.latest))
 	}
-	if e >= c.last+int64(m.cfg.CallTTL) {
+	if e >= c.last+int64(m.cfg.CallTTL) && !(own && armed) {
 		delete(m.calls, id)
 		m.lives[id] = append(m.lives[id], len(m.outs[id]))
 	}
@@ -253,6 +260,7 @@ func (m *model) apply(ev *gevent, r, now int64, stored bool) {
 			return
 		}
 		delete(m.calls, ev.call) // forgotten: the id starts a new call
+		m.lives[ev.call] = append(m.lives[ev.call], len(m.outs[ev.call]))
 		c = nil
 	}
 	ends := ev.typ == detector.TypeEndOfCallReport || ev.status.Ends()
@@ -295,6 +303,7 @@ func (m *model) apply(ev *gevent, r, now int64, stored bool) {
 		return
 	}
 	h := ev.hist
+	followed := c.hist != nil // a snapshot of this life of the call came before
 	c.hist = h
 	lastReply := -1
 	for i := range h {
@@ -341,8 +350,9 @@ func (m *model) apply(ev *gevent, r, now int64, stored bool) {
 		c.answered, c.open = u, nil
 	}
 	// User turns answered in this history that no snapshot showed unanswered (a call
-	// forgotten, or a stream that kept only the answered snapshot): from a stream, their
-	// own timestamps tell whether the reply came after the deadline (SPEC §6).
+	// forgotten, a stream that kept only the answered snapshot, a snapshot never
+	// delivered): from a stream, or live after an earlier snapshot of the call, their own
+	// timestamps tell whether the reply came after the deadline (SPEC §2, §6).
 	u := -1
 	for i := c.answered + 1; i < lastReply; i++ {
 		if h[i].role == detector.RoleUser {
@@ -350,7 +360,7 @@ func (m *model) apply(ev *gevent, r, now int64, stored bool) {
 		}
 	}
 	if u >= 0 {
-		if stored {
+		if stored || followed {
 			m.revealed(ev, c, u, r, now, th)
 		}
 		c.answered = u
@@ -398,6 +408,9 @@ func (m *model) revealed(ev *gevent, c *modelCall, u int, r, now int64, th detec
 	f, l, rt := h[first].ts, h[u].ts, h[reply].ts
 	if f == 0 || l == 0 || rt == 0 {
 		return
+	}
+	if r/ms-rt > m.cfg.CallTTL.Milliseconds() {
+		return // a reply older than a call's life: its outputs, if any, went out then
 	}
 	o := &modelStretch{firstAnchor: f * ms, lastAnchor: l * ms, th: th, stage: stageOf(h[first+1 : u+1])}
 	at, reason := m.deadline(o)
@@ -447,7 +460,9 @@ func (m *model) run(tr *traffic, end int64) map[string][]string {
 		}
 		for _, d := range buffered { // the input is back: the backlog, each after its mark
 			r := start.UnixNano() + d.at
-			m.fireAll(r, now)
+			for _, id := range slices.Sorted(maps.Keys(m.calls)) {
+				m.fireOwn(id, r, now, id == d.ev.call)
+			}
 			m.deliver(d, r, r, now, true)
 		}
 		buffered = nil

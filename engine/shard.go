@@ -143,13 +143,18 @@ func (s *shard) handle(it *item) {
 	}
 }
 
-// holdOwn takes the deadline of a stored message's call out of the wheel, if it is
+// holdOwn takes the deadline of a stored message's armed call out of the wheel, if it is
 // covered by the evidence; the caller puts it back.
 func (s *shard) holdOwn(j *job) (id uint32, at int64, ok bool) {
 	if j == nil || !j.stored {
 		return 0, 0, false
 	}
 	if id, ok = s.calls[j.ev.CallID]; !ok {
+		return 0, 0, false
+	}
+	// Only a deadline: a call that is not armed wakes for the end of its TTL, which
+	// passed before the message came (it starts a new life of the call).
+	if s.slots[id].call.State() != detector.StateArmed {
 		return 0, 0, false
 	}
 	if at, ok = s.sched.Deadline(id); !ok || at > s.evidence {
