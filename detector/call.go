@@ -285,11 +285,18 @@ func (c *Call) answersBy(cfg *Config, ev *Event, at int64) (answers, inTime bool
 	case ev.Stored && brought && !ev.Held:
 		return true, ev.Received <= at
 	case t != 0 && o.first.time != 0 && o.last.time != 0:
-		ms := int64(time.Millisecond)
-		own, _ := Deadline(o.first.time*ms, o.last.time*ms, &o.th, o.stage)
-		return true, t*ms <= own
+		return true, t*int64(time.Millisecond) <= o.ownDeadline()
 	}
 	return true, true
+}
+
+// ownDeadline is the stretch's deadline by its turns' own timestamps (engine-ns scale),
+// which the caller checks are both present: what the pipeline's own clock says, when the
+// arrival of an event tells nothing (the evidence lagged, or a stream replaced it).
+func (o *stretch) ownDeadline() int64 {
+	ms := int64(time.Millisecond)
+	at, _ := Deadline(o.first.time*ms, o.last.time*ms, &o.th, o.stage)
+	return at
 }
 
 // movedOn reports whether ev, which does not answer the open stretch and is read live
@@ -321,9 +328,7 @@ func (c *Call) movedOn(ev *Event) bool {
 			}
 		}
 	}
-	ms := int64(time.Millisecond)
-	own, _ := Deadline(o.first.time*ms, o.last.time*ms, &o.th, o.stage)
-	return t != 0 && t*ms > own
+	return t != 0 && t*int64(time.Millisecond) > o.ownDeadline()
 }
 
 // holds reports whether msgs holds a message with key k. It looks from the end, where
