@@ -49,6 +49,7 @@ type serveOptions struct {
 	shards, decoders int
 	inflight         int64
 	probeEvery       time.Duration
+	packAfter        time.Duration
 	gcPercent        int
 	runtimeTimers    bool
 }
@@ -219,6 +220,7 @@ func parseServe(args []string) (serveOptions, error) {
 	fs.IntVar(&o.decoders, "decoders", 0, "engine decode workers; 0: as many as shards")
 	fs.Int64Var(&o.inflight, "max-inflight-bytes", 0, "engine in-flight bytes; 0: its default")
 	fs.DurationVar(&o.probeEvery, "probe-every", 0, "source: prove progress unasked this often; 0: its default")
+	fs.DurationVar(&o.packAfter, "pack-after", 0, "engine: pack a kept copy after this; 0: its default; negative: never")
 	fs.IntVar(&o.gcPercent, "gc-percent", 0, "GOGC of the subject; 0: the runtime's")
 	fs.BoolVar(&o.runtimeTimers, "runtime-timers", false, "engine: the runtime's timers rather than clock.Real's")
 	if err := fs.Parse(args); err != nil {
@@ -407,6 +409,9 @@ func startEngine(o serveOptions, stderr io.Writer, lags *lagRecorder) (*enginePr
 	}
 	if o.maxRetained > 0 {
 		opts = append(opts, engine.WithMaxRetainedBytes(o.maxRetained))
+	}
+	if o.packAfter != 0 {
+		opts = append(opts, engine.WithPackAfter(o.packAfter))
 	}
 	p.engine, err = engine.New(p.source, decode, observed, opts...)
 	if err != nil {

@@ -256,17 +256,32 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 
 // prober proves the progress of a Source's input: on request (the engine waits on a
 // deadline) and every ProbeEvery.
+//
+// A proof is asked for when a deadline is reached, and only one begun after it can let
+// it fire: so a request never waits for a proof already in flight, which began too
+// early, but begins its own at once, beside it (at most maxProofs at a time). The
+// proofs end in the order they began: the round trips and the barriers are answered
+// in order, and the gaps and marks are told in that order too.
 type prober struct {
-	s          *Source
-	in         engine.Intake
+	s  *Source
+	in engine.Intake
+	// Read and written by the end of a proof, one at a time (see run).
 	last       time.Time // when the latest proof began
 	dropped    int64     // the subscriptions' drops as of then
 	reconnects uint64    // the connection's reconnections as of then
 }
 
+// maxProofs bounds the proofs in flight at once.
+const maxProofs = 8
+
 func (p *prober) run(ctx context.Context) {
 	tick := time.NewTicker(p.s.o.ProbeEvery)
 	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, maxProofs)
+	prev := make(chan struct{}) // closed when the proof begun last has ended
+	close(prev)
 	for {
 		select {
 		case <-ctx.Done():
@@ -275,49 +290,81 @@ func (p *prober) run(ctx context.Context) {
 		case <-tick.C:
 		case <-p.s.conn.Reconnected():
 		}
-		for p.prove(ctx) != nil && ctx.Err() == nil {
-			// Unreachable or slow: nothing is marked, so nothing fires; try again soon,
-			// or as soon as the connection is back.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(probeRetry):
-			case <-p.s.conn.Reconnected():
-			}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
+		before, ended := prev, make(chan struct{})
+		prev = ended
+		wg.Go(func() {
+			t, err := p.begin(ctx)
+			<-before
+			if err == nil {
+				p.end(t)
+			}
+			close(ended)
+			<-slots
+			if err != nil && ctx.Err() == nil {
+				// Unreachable or slow: nothing is marked, so nothing fires; try again soon,
+				// or as soon as the connection is back.
+				select {
+				case <-ctx.Done():
+				case <-time.After(probeRetry):
+					p.s.Probe()
+				case <-p.s.conn.Reconnected():
+				}
+			}
+		})
 	}
 }
 
 // probeRetry is how soon a failed proof is tried again.
 const probeRetry = 100 * time.Millisecond
 
-// prove marks how far the input has caught up: a flush round trip begun at t, then a
-// barrier behind every message queued before its answer, then Mark(t). A reconnection
-// or drops of the subscriptions since the last proof are reported first, as a gap
-// between the two proofs: what was published then may be lost.
+// prove proves once; see begin and end.
 func (p *prober) prove(ctx context.Context) error {
+	t, err := p.begin(ctx)
+	if err == nil {
+		p.end(t)
+	}
+	return err
+}
+
+// begin runs a proof begun at t: a flush round trip, then a barrier behind every
+// message queued before its answer.
+func (p *prober) begin(ctx context.Context) (t time.Time, err error) {
 	s := p.s
 	nc := s.conn.NATS()
 	s.stats.probes.Add(1)
 	if !nc.IsConnected() {
 		s.stats.probeErrors.Add(1)
-		return nats.ErrConnectionReconnecting
+		return t, nats.ErrConnectionReconnecting
 	}
-	t := s.o.Now()
+	t = s.o.Now()
 	if err := nc.FlushTimeout(probeTimeout); err != nil {
 		s.stats.probeErrors.Add(1)
-		return fmt.Errorf("flush: %w", err)
+		return t, fmt.Errorf("flush: %w", err)
 	}
 	handed := make(chan struct{})
 	if err := nc.Barrier(func() { close(handed) }); err != nil {
 		s.stats.probeErrors.Add(1)
-		return fmt.Errorf("barrier: %w", err)
+		return t, fmt.Errorf("barrier: %w", err)
 	}
 	select {
 	case <-handed:
 	case <-ctx.Done():
-		return ctx.Err()
+		return t, ctx.Err()
 	}
+	return t, nil
+}
+
+// end marks t, the beginning of a proof that succeeded. A reconnection or drops of the
+// subscriptions since the last proof are reported first, as a gap between the two
+// proofs: what was published then may be lost.
+func (p *prober) end(t time.Time) {
+	s := p.s
+	nc := s.conn.NATS()
 	// nats.go counts a reconnection before it says it is connected, and runs the
 	// reconnect handler later, from its callback goroutine: only the count tells, at
 	// once, that the connection was down since the last proof. Whatever was in flight
@@ -335,7 +382,6 @@ func (p *prober) prove(ctx context.Context) error {
 	}
 	p.in.Mark(t)
 	p.last = t
-	return nil
 }
 
 // drain drains the subscriptions and waits until they are closed, for at most the

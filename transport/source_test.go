@@ -81,6 +81,42 @@ func TestSourceMarkFollowsDeliveries(t *testing.T) {
 	}
 }
 
+// TestSourceProofsOverlap: a proof asked for while another is in flight begins at once,
+// beside it, rather than after it: a deadline reached after the first began needs a
+// proof begun after it, and would otherwise wait two round trips. Through a link of
+// 300 ms each way, the second proof begins well within the first one's round trip, and
+// the marks still come in the order the proofs began.
+func TestSourceProofsOverlap(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	srv := startServer(t, EmbeddedOptions{})
+	link := startDelayProxy(t, strings.TrimPrefix(srv.ClientURL(), "nats://"), delay)
+	conn := connect(t, srv, ConnOptions{URL: link.url()})
+	src, rec, _ := startSource(t, conn, SourceOptions{})
+
+	start := rec.len()
+	probes := src.Stats().Probes
+	asked := time.Now()
+	src.Probe()
+	eventually(t, "the first proof begun", func() bool { return src.Stats().Probes > probes })
+	time.Sleep(delay / 3) // its ping is on the way
+	second := time.Now()
+	src.Probe()
+	eventually(t, "the second proof begun", func() bool { return src.Stats().Probes > probes+1 })
+	rec.waitMark(t, start, second)
+	var marks []time.Time
+	for _, e := range rec.all()[start:] {
+		if isMark(e) {
+			marks = append(marks, e.at)
+		}
+	}
+	if len(marks) != 2 || marks[0].Before(asked) || !marks[0].Before(second) || marks[1].Before(second) {
+		t.Fatalf("marks %v, want one begun at %v (the first proof) and one after %v (the second), in that order", marks, asked, second)
+	}
+	if gap := marks[1].Sub(marks[0]); gap >= 2*delay {
+		t.Errorf("the second proof began %v after the first, want within the first's round trip (%v): it waited for it", gap, 2*delay)
+	}
+}
+
 // TestSourceFirstMarkOnceSubscribed: the first mark says the subscription is in place on
 // the server, so that nothing published after it is missed.
 func TestSourceFirstMarkOnceSubscribed(t *testing.T) {
