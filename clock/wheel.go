@@ -180,10 +180,12 @@ func (w *Wheel) Cancel(id uint32) bool {
 	return true
 }
 
-// grow makes room for id, doubling so that dense ids grow in amortized O(1).
+// grow makes room for id. The capacity grows as append's does, so that dense ids grow
+// in amortized O(1) with as little slack as the owner's own slice of them (a shard's
+// calls): doubling would leave up to a node unused per id.
 func (w *Wheel) grow(id uint32) {
 	old := len(w.nodes)
-	n := min(max(int(id)+1, 2*old, 64), MaxID+1)
+	n := min(int(id)+1, MaxID+1)
 	w.nodes = slices.Grow(w.nodes, n-old)[:n]
 	clear(w.nodes[old:])
 }

@@ -21,16 +21,31 @@ import (
 // A Call is not safe for concurrent use.
 type Call struct {
 	last int64 // Received of the latest event
-	// order is that of the latest snapshot applied: a snapshot older than it is ignored.
-	order order
+	// The order of the latest snapshot applied (see order): a snapshot older than it is
+	// ignored. Its fields are held inline, so that its count and flag share their word
+	// with ended: a call takes 64 bytes rather than 72, and a shard holds a million.
+	orderTime int64
+	orderTail uint64
 	// answered is the latest user turn seen answered: it and every user turn before it
 	// never arm again, even when a later snapshot no longer shows the reply.
 	answered turnRef
 	// speech is the own time (Unix ms) of the latest start of the assistant's speech
 	// (Vapi's speech-update): a user turn that ended before it was answered.
-	speech int64
-	ended  bool
-	open   *stretch // the unanswered or hung stretch; nil while idle
+	speech     int64
+	open       *stretch // the unanswered or hung stretch; nil while idle
+	orderCount int32
+	seen       bool // a snapshot of the call was applied
+	ended      bool
+}
+
+// order returns the order of the latest snapshot applied.
+func (c *Call) order() order {
+	return order{time: c.orderTime, tail: c.orderTail, count: c.orderCount, seen: c.seen}
+}
+
+// setOrder makes o the order of the latest snapshot applied.
+func (c *Call) setOrder(o order) {
+	c.orderTime, c.orderTail, c.orderCount, c.seen = o.time, o.tail, o.count, o.seen
 }
 
 // order is the place of a snapshot among those of its call (SPEC §2).
@@ -194,7 +209,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 
 func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	c.last = max(c.last, ev.Received)
-	followed := c.order.seen // a snapshot of the call was applied before this event
+	followed := c.seen // a snapshot of the call was applied before this event
 	switch {
 	case c.ended:
 		return Step{Wake: c.wake(cfg), Ignored: true}
@@ -220,7 +235,7 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 func (c *Call) newer(ev *Event) bool {
 	next, newer := c.placed(ev)
 	if newer {
-		c.order = next
+		c.setOrder(next)
 	}
 	return newer
 }
@@ -233,7 +248,7 @@ func (c *Call) placed(ev *Event) (order, bool) {
 		tail = ev.Messages[n-1].Key
 	}
 	next := order{time: ev.Time, tail: tail, count: ev.Count, seen: true}
-	o := c.order
+	o := c.order()
 	switch {
 	case !o.seen:
 		return next, true

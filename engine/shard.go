@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,9 +17,9 @@ type shard struct {
 	q      *queue
 	exited chan struct{} // closed when run returns
 	sched  *clock.Scheduler
-	calls  map[string]uint32 // call id → slot
-	slots  []slot            // indexed by slot; a slot is also the call's scheduler id
-	free   []uint32          // slots to reuse
+	calls  index    // call id → slot
+	slots  slots    // a slot is also the call's scheduler id
+	free   []uint32 // slots to reuse
 	tombs  *tombs
 	fire   func(id uint32, at int64)
 	stats  counters
@@ -41,32 +42,41 @@ type shard struct {
 	// packs are the copies kept for outputs to pack (Engine.packAfter), oldest first:
 	// each is still due when its slot's kept is the same. kept numbers the copies.
 	packs []pack
-	kept  uint64
+	kept  uint32
 }
 
 // pack is a copy a call keeps, to pack at due unless the call has let it go.
 type pack struct {
 	due  int64
-	seq  uint64
+	seq  uint32
 	slot uint32
 }
 
-// slot is a call held by a shard.
+// slot is a call held by a shard. Its fields are laid out so that it takes 96 bytes,
+// 32 beside the call's own state: a shard holds a million of them.
 type slot struct {
-	id        string
-	team      *team
-	partition int32
+	id   string
+	team *team
+	// kept is the number (shard.kept) of the copy the call keeps for its outputs. A
+	// number comes round again after four billion copies, long after the pack it names
+	// is done.
+	kept uint32
+	// partition is that of the call's messages (Message.Partition), -1 for none.
+	partition int16
 	// rebuilt says the call was made from stored state (under a hold), until it is
 	// next idle: its outputs may have gone out before.
 	rebuilt bool
 	// shape follows whether the call's histories hold anything detection reads (SPEC
-	// §5): recognised once one does; shapeless counts those that did not before that.
-	recognised, reported bool
-	shapeless            uint8
-	// kept is the number (shard.kept) of the copy the call keeps for its outputs.
-	kept uint64
-	call detector.Call
+	// §5): shapeRecognised once one does; before that, the number of those that did not,
+	// up to shapeReported once counted.
+	shape uint8
+	call  detector.Call
 }
+
+const (
+	shapeRecognised = 254
+	shapeReported   = 255
+)
 
 func newShard(e *Engine) *shard {
 	s := &shard{
@@ -74,7 +84,7 @@ func newShard(e *Engine) *shard {
 		q:      newQueue(),
 		exited: make(chan struct{}),
 		sched:  clock.NewSchedulerOn(e.mono, 0),
-		calls:  make(map[string]uint32),
+		calls:  newIndex(e.seed),
 		tombs:  newTombs(int64(e.maxEnded), len(e.shards), &e.tombs),
 	}
 	s.fire = s.tick
@@ -139,7 +149,7 @@ func (s *shard) handle(it *item) {
 		s.held = max(s.held-1, 0)
 		s.overdue = true
 	case it.ctl == ctlRevoke:
-		s.revoke(int32(it.partition))
+		s.revoke(partitionOf(it.partition))
 	}
 }
 
@@ -149,12 +159,12 @@ func (s *shard) holdOwn(j *job) (id uint32, at int64, ok bool) {
 	if j == nil || !j.stored {
 		return 0, 0, false
 	}
-	if id, ok = s.calls[j.ev.CallID]; !ok {
+	if id, ok = s.calls.get(j.ev.CallID, &s.slots); !ok {
 		return 0, 0, false
 	}
 	// Only a deadline: a call that is not armed wakes for the end of its TTL, which
 	// passed before the message came (it starts a new life of the call).
-	if s.slots[id].call.State() != detector.StateArmed {
+	if s.slots.at(id).call.State() != detector.StateArmed {
 		return 0, 0, false
 	}
 	if at, ok = s.sched.Deadline(id); !ok || at > s.evidence {
@@ -215,7 +225,7 @@ func (s *shard) apply(j *job) {
 // applyEvent applies a decoded event and says what came of it.
 func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 	e := s.e
-	id, ok := s.calls[ev.CallID]
+	id, ok := s.calls.get(ev.CallID, &s.slots)
 	if !ok {
 		h := hashID(e.seed, ev.CallID)
 		switch {
@@ -242,14 +252,14 @@ func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 				zap.Int64("max_calls", e.limits.max), zap.Int64("max_calls_per_team", e.limits.perTeam))
 			return OutcomeRefused
 		}
-		id = s.alloc(clone(ev.CallID), t, int32(j.partition)) // the event's id may alias its payload
-		s.slots[id].rebuilt = s.held > 0
+		id = s.alloc(clone(ev.CallID), t, partitionOf(j.partition)) // the event's id may alias its payload
+		s.slots.at(id).rebuilt = s.held > 0
 	}
 	cfg := e.thresholds.For(ev.TeamID, ev.AssistantID)
 	ev.Held = s.held > 0
-	c := &s.slots[id].call
+	c := &s.slots.at(id).call
 	before, retained := c.State(), c.Retained()
-	s.shape(&s.slots[id], ev)
+	s.shape(s.slots.at(id), ev)
 	st := c.Apply(cfg, ev, now)
 	s.stats.events.Add(1)
 	outcome := OutcomeApplied
@@ -300,7 +310,7 @@ func (s *shard) keep(id uint32, c *detector.Call, ev *detector.Event, tail int32
 	c.Keep(keptSnap, keptLatest)
 	if keptSnap != snap && s.e.packAfter > 0 {
 		s.kept++
-		sl := &s.slots[id]
+		sl := s.slots.at(id)
 		sl.kept = s.kept
 		s.packs = append(s.packs, pack{due: now + s.e.packAfter, seq: s.kept, slot: id})
 	}
@@ -330,7 +340,7 @@ func (s *shard) packDue() {
 		if pk.due > now {
 			break
 		}
-		sl := &s.slots[pk.slot]
+		sl := s.slots.at(pk.slot)
 		if sl.kept != pk.seq {
 			continue // let go, or replaced by a later copy
 		}
@@ -370,7 +380,7 @@ type Retainer interface {
 
 // tick is called by the scheduler for a call whose wake time is covered.
 func (s *shard) tick(id uint32, _ int64) {
-	c := &s.slots[id].call
+	c := &s.slots.at(id).call
 	before, retained := c.State(), c.Retained()
 	st := c.Tick(&s.e.cfg, min(s.evidence, s.now), s.now)
 	if st.Forget {
@@ -386,19 +396,19 @@ func (s *shard) tick(id uint32, _ int64) {
 // step carries out a Step of the call in slot id.
 func (s *shard) step(id uint32, st detector.Step) {
 	for _, out := range st.Outputs {
-		s.publish(&s.slots[id], out)
+		s.publish(s.slots.at(id), out)
 	}
-	if s.held == 0 && s.slots[id].call.State() == detector.StateIdle {
-		s.slots[id].rebuilt = false
+	if s.held == 0 && s.slots.at(id).call.State() == detector.StateIdle {
+		s.slots.at(id).rebuilt = false
 	}
 	if st.Ended || st.Forget {
-		s.reportShapeless(&s.slots[id])
+		s.reportShapeless(s.slots.at(id))
 	}
 	switch {
 	case st.Ended:
 		s.stats.ended.Add(1)
 		s.stats.state[detector.StateEnded].Add(-1) // account counted it ended; tombs count apart
-		s.bury(hashID(s.e.seed, s.slots[id].id), s.e.mono.Now())
+		s.bury(hashID(s.e.seed, s.slots.at(id).id), s.e.mono.Now())
 		s.release(id)
 		return
 	case st.Forget:
@@ -463,16 +473,15 @@ func modelOf(p detector.Payload) string {
 }
 
 // alloc takes a slot for a new call.
-func (s *shard) alloc(callID string, t *team, partition int32) uint32 {
+func (s *shard) alloc(callID string, t *team, partition int16) uint32 {
 	var id uint32
 	if n := len(s.free); n > 0 {
 		id, s.free = s.free[n-1], s.free[:n-1]
 	} else {
-		id = uint32(len(s.slots))
-		s.slots = append(s.slots, slot{})
+		id = s.slots.add()
 	}
-	s.slots[id] = slot{id: callID, team: t, partition: partition}
-	s.calls[callID] = id
+	*s.slots.at(id) = slot{id: callID, team: t, partition: partition}
+	s.calls.put(callID, id)
 	s.stats.state[detector.StateIdle].Add(1)
 	return id
 }
@@ -486,11 +495,11 @@ const shapelessAfter = 3
 // a call whose histories never do is counted, and the first one logged with a hint.
 func (s *shard) shape(sl *slot, ev *detector.Event) {
 	switch {
-	case sl.recognised || sl.reported:
+	case sl.shape >= shapeRecognised:
 	case len(ev.Messages) > 0:
-		sl.recognised = true
+		sl.shape = shapeRecognised
 	case ev.HasHistory && ev.Count > 0:
-		if sl.shapeless++; sl.shapeless >= shapelessAfter {
+		if sl.shape++; sl.shape >= shapelessAfter {
 			s.reportShapeless(sl)
 		}
 	}
@@ -498,10 +507,10 @@ func (s *shard) shape(sl *slot, ev *detector.Event) {
 
 // reportShapeless counts a call whose events drive nothing, once.
 func (s *shard) reportShapeless(sl *slot) {
-	if sl.reported || sl.recognised || sl.shapeless == 0 {
+	if sl.shape == 0 || sl.shape >= shapeRecognised {
 		return
 	}
-	sl.reported = true
+	sl.shape = shapeReported
 	s.stats.shapeless.Add(1)
 	if s.e.shapelessLogged.CompareAndSwap(false, true) {
 		s.e.log.Warn("a call's events drive nothing: no message of its histories is a user turn or a reply hangwatch recognises; "+
@@ -512,18 +521,27 @@ func (s *shard) reportShapeless(sl *slot) {
 
 // release frees the slot of a call that ended, expired or was revoked.
 func (s *shard) release(id uint32) {
-	sl := &s.slots[id]
-	delete(s.calls, sl.id)
+	sl := s.slots.at(id)
+	s.calls.del(sl.id, id)
 	s.sched.Cancel(id)
 	s.e.limits.release(sl.team)
 	*sl = slot{}
 	s.free = append(s.free, id)
 }
 
+// MaxPartition is the highest partition a Message may come from (transport's go to
+// 1,024): a call holds its partition in 16 bits.
+const MaxPartition = math.MaxInt16
+
+// partitionOf returns partition p as a slot holds it, -1 for none.
+func partitionOf(p int) int16 {
+	return int16(min(max(p, -1), MaxPartition))
+}
+
 // revoke drops the calls of a partition another instance now owns, publishing nothing.
-func (s *shard) revoke(partition int32) {
-	for id := range s.slots {
-		sl := &s.slots[id]
+func (s *shard) revoke(partition int16) {
+	for id := range uint32(s.slots.len()) {
+		sl := s.slots.at(id)
 		if sl.id == "" || sl.partition != partition {
 			continue
 		}

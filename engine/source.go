@@ -65,7 +65,8 @@ type Message interface {
 	// engine's clock, or the stored time of a stream (then stored is true; a stored time
 	// after the engine's clock is taken as the clock's now).
 	Received() (t time.Time, stored bool)
-	// Partition is the partition the message came from (consumer groups), or -1.
+	// Partition is the partition the message came from (consumer groups), or -1; at
+	// most MaxPartition.
 	Partition() int
 	// Done says that the engine is finished with the message: it was applied or refused
 	// (a new call past the limits), so a stream may acknowledge it.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hangwatch/hangwatch/engine"
 )
 
 func TestNewPartitioning(t *testing.T) {
@@ -63,6 +65,9 @@ func TestNewPartitioningCounts(t *testing.T) {
 		give     int
 		wantFail bool
 	}{{0, true}, {1, false}, {MaxPartitions, false}, {MaxPartitions + 1, true}}
+	if MaxPartitions-1 > engine.MaxPartition {
+		t.Fatalf("MaxPartitions %d: the engine holds partitions up to %d", MaxPartitions, engine.MaxPartition)
+	}
 	for _, tt := range tests {
 		_, err := NewPartitioning("voice.events.>", tt.give, 3)
 		if (err != nil) != tt.wantFail {
