@@ -143,6 +143,34 @@ func stopMask(x uint64) uint64 {
 	return (quote | backslash) &^ x & msb
 }
 
+// laneOf returns the index of the lowest byte lane of the mask m that is not zero; m
+// must not be zero. It is TrailingZeros64(m)>>3, but computed with branches on
+// purpose: the scan of an event is one long chain of dependent loads (where a token
+// ends is where the next one starts), and an index that is computed from the loaded
+// word makes the next load wait for that word. A branch is predicted instead, and keys
+// and small numbers repeat their lengths from one history element to the next, so the
+// next load issues at once. Only the scans of keys and integers use it; the length of a
+// text is not predictable.
+func laneOf(m uint64) int {
+	switch bits.TrailingZeros64(m) >> 3 {
+	case 0:
+		return 0
+	case 1:
+		return 1
+	case 2:
+		return 2
+	case 3:
+		return 3
+	case 4:
+		return 4
+	case 5:
+		return 5
+	case 6:
+		return 6
+	}
+	return 7
+}
+
 // scanNumber scans a number that starts at i: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 // The byte after it is checked by the caller, like every delimiter.
 func scanNumber(data []byte, i int) int {
@@ -325,7 +353,7 @@ func (d *decoder) member(i int) (string, int) {
 		j := i + 1
 		for j+8 <= n {
 			if m := stopMask(word(data, j)); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3
+				j += laneOf(m)
 				if data[j] != '"' {
 					break // an escape, or an error
 				}
@@ -504,7 +532,7 @@ func (d *decoder) skipValue(i, depth int) int {
 				j := i + 1
 				for j+8 <= n {
 					if m := stopMask(word(data, j)); m != 0 {
-						j += bits.TrailingZeros64(m) >> 3
+						j += laneOf(m)
 						if j+1 < n && at2(data, j) == '"'|':'<<8 {
 							i = skipWS(data, j+2)
 							goto value
@@ -544,7 +572,7 @@ func (d *decoder) skipValue(i, depth int) int {
 			j := i + 1
 			if j+8 <= n {
 				if m := nonDigitMask(word(data, j)); m != 0 {
-					j += bits.TrailingZeros64(m) >> 3
+					j += laneOf(m)
 				} else {
 					j = skipDigits(data, j+8)
 				}

@@ -66,6 +66,20 @@ func TestMasks(t *testing.T) {
 	}
 }
 
+// TestLaneOf checks laneOf against TrailingZeros64 for every lowest bit, with every
+// pattern of the bits above it.
+func TestLaneOf(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for b := range 64 {
+		for range 100 {
+			m := r.Uint64()<<b | 1<<b
+			if got, want := laneOf(m), lane(m); got != want {
+				t.Fatalf("laneOf(%#016x) = %d, want %d", m, got, want)
+			}
+		}
+	}
+}
+
 // TestInteger checks the word-at-a-time digits against strconv, for every length and
 // digits at every position, and that a non-digit anywhere is refused.
 func TestInteger(t *testing.T) {
