@@ -488,7 +488,11 @@ func (d *decoder) timeValue(i, depth int, f *field) (int64, int) {
 		if m := nonDigitMask(word(data, i+8)); m != 0 && nonDigitMask(word(data, i)) == 0 {
 			j := i + 8 + laneOf(m)
 			if e := data[j]; e != '.' && e|0x20 != 'e' {
-				t, _ := integer(data[i:j])
+				// The digits before the last eight, behind leading zeros, then the last
+				// eight, as integer reads them.
+				h := uint(j - i - 8)
+				hi := word(data, i)<<(8*(8-h)) | (lsb*'0')>>(8*h)
+				t := int64(eightDigits(hi)*1e8 + eightDigits(word(data, j-8)))
 				if t < 1e11 {
 					t *= 1000
 				}
