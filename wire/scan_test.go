@@ -179,3 +179,20 @@ func TestScanFastPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleOf checks that the switch of roleOf matches the exact names of roleNames,
+// which its case-insensitive loop reads.
+func TestRoleOf(t *testing.T) {
+	for _, r := range roleNames {
+		for _, s := range []string{r.name, strings.ToUpper(r.name)} {
+			if got := roleOf(s); got != r.role {
+				t.Errorf("roleOf(%q) = %d, want %d", s, got, r.role)
+			}
+		}
+	}
+	for _, s := range []string{"", "system", "users", "use", "tool_call", "Bot "} {
+		if got := roleOf(s); got != roleOther {
+			t.Errorf("roleOf(%q) = %d, want roleOther", s, got)
+		}
+	}
+}
