@@ -574,23 +574,10 @@ func (d *decoder) skipValue(i, depth int) int {
 		if i >= n {
 			return d.syntax(i)
 		}
-		switch c := data[i]; c {
-		case '"':
-			j, _ := scanString(data, i+1)
-			if j < 0 {
-				return d.syntax(i)
-			}
-			i = j
-		case '0':
-			if j := i + 1; j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
-				if j = scanFraction(data, j); j < 0 {
-					return d.syntax(i)
-				}
-				i = j
-			} else {
-				i = j
-			}
-		case '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		// The cases are tested in order, the most frequent first: an integer costs one
+		// comparison, not the binary search over the case bytes of a switch on c.
+		switch c := data[i]; {
+		case c-'1' <= 8:
 			// An integer, as nearly every number is; scanNumber takes the rest.
 			j := i + 1
 			if j+8 <= n {
@@ -608,7 +595,22 @@ func (d *decoder) skipValue(i, depth int) int {
 				}
 			}
 			i = j
-		case '{', '[':
+		case c == '"':
+			j, _ := scanString(data, i+1)
+			if j < 0 {
+				return d.syntax(i)
+			}
+			i = j
+		case c == '0':
+			if j := i + 1; j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
+				if j = scanFraction(data, j); j < 0 {
+					return d.syntax(i)
+				}
+				i = j
+			} else {
+				i = j
+			}
+		case c == '{' || c == '[':
 			if depth >= d.maxDepth {
 				return d.tooDeep(i)
 			}
@@ -632,7 +634,7 @@ func (d *decoder) skipValue(i, depth int) int {
 			}
 			key = obj
 			continue
-		case 't', 'f', 'n':
+		case c == 't' || c == 'f' || c == 'n':
 			j := scanLiteral(data, i)
 			if j < 0 {
 				return d.syntax(i)
