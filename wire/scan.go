@@ -551,18 +551,28 @@ func (d *decoder) skipValue(i, depth int) int {
 	for {
 		if key {
 			// A plain key is scanned here, a word at a time; skipKey takes the rest.
+			// The first word, which holds the end of most keys, has branches of its own
+			// (a loop's would be shared by every word), so that the predictor tells
+			// short keys from long ones.
 			if i+9 <= n && data[i] == '"' {
 				j := i + 1
-				for j+8 <= n {
-					if m := stopMask(word(data, j)); m != 0 {
-						j += laneOf(m)
-						if j+1 < n && at2(data, j) == '"'|':'<<8 {
-							i = skipWS(data, j+2)
-							goto value
-						}
-						break
+				if m := stopMask(word(data, j)); m != 0 {
+					j += laneOf(m)
+					if j+1 < n && at2(data, j) == '"'|':'<<8 {
+						i = skipWS(data, j+2)
+						goto value
 					}
-					j += 8
+				} else {
+					for j += 8; j+8 <= n; j += 8 {
+						if m := stopMask(word(data, j)); m != 0 {
+							j += laneOf(m)
+							if j+1 < n && at2(data, j) == '"'|':'<<8 {
+								i = skipWS(data, j+2)
+								goto value
+							}
+							break
+						}
+					}
 				}
 			}
 			if i = d.skipKey(i); i < 0 {
