@@ -480,11 +480,11 @@ func (d *decoder) timeValue(i, depth int, f *field) (int64, int) {
 	data := d.data
 	c := at(data, i)
 	if c-'1' <= 8 && i+16 <= len(data) {
-		// An integer of 8 to 15 digits, as a timestamp in milliseconds (13 digits) is,
-		// is scanned and read in two words, with the end of its first found by a
-		// predicted branch (laneOf). It does not start with 0 and is not followed by
-		// '.', 'e' or 'E', so it is a whole JSON number; it is exact in a float64, so
-		// it is what parseTime would make of it.
+		// A timestamp in milliseconds has 13 digits: an integer of 8 to 15 digits is
+		// scanned and read in two words, its end found by a predicted branch (laneOf).
+		// It does not start with 0 and is not followed by '.', 'e' or 'E', so it is a
+		// whole JSON number; it is exact in a float64, so it is what parseTime would
+		// make of it.
 		if m := nonDigitMask(word(data, i+8)); m != 0 && nonDigitMask(word(data, i)) == 0 {
 			j := i + 8 + laneOf(m)
 			if e := data[j]; e != '.' && e|0x20 != 'e' {
