@@ -66,12 +66,18 @@ var roleNames = [...]struct {
 	{"tool", roleToolResult},
 }
 
-// roleOf reads a role, case-insensitively.
+// roleOf reads a role, case-insensitively. The exact spellings, the rule, are matched
+// by a switch, which compares the length first.
 func roleOf(s string) roleClass {
-	for _, r := range roleNames {
-		if s == r.name {
-			return r.role
-		}
+	switch s {
+	case "user":
+		return roleUser
+	case "assistant", "bot":
+		return roleAssistant
+	case "tool_calls":
+		return roleToolCalls
+	case "tool_call_result", "tool":
+		return roleToolResult
 	}
 	for _, r := range roleNames {
 		if strings.EqualFold(s, r.name) {

@@ -143,6 +143,34 @@ func stopMask(x uint64) uint64 {
 	return (quote | backslash) &^ x & msb
 }
 
+// laneOf returns the index of the lowest byte lane of the mask m that is not zero; m
+// must not be zero. It is TrailingZeros64(m)>>3, but computed with branches on
+// purpose: the scan of an event is one long chain of dependent loads (where a token
+// ends is where the next one starts), and an index that is computed from the loaded
+// word makes the next load wait for that word. A branch is predicted instead, and keys
+// and small numbers repeat their lengths from one history element to the next, so the
+// next load issues at once. Only the scans of keys and integers use it; the length of a
+// text is not predictable.
+func laneOf(m uint64) int {
+	switch bits.TrailingZeros64(m) >> 3 {
+	case 0:
+		return 0
+	case 1:
+		return 1
+	case 2:
+		return 2
+	case 3:
+		return 3
+	case 4:
+		return 4
+	case 5:
+		return 5
+	case 6:
+		return 6
+	}
+	return 7
+}
+
 // scanNumber scans a number that starts at i: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 // The byte after it is checked by the caller, like every delimiter.
 func scanNumber(data []byte, i int) int {
@@ -325,7 +353,7 @@ func (d *decoder) member(i int) (string, int) {
 		j := i + 1
 		for j+8 <= n {
 			if m := stopMask(word(data, j)); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3
+				j += laneOf(m)
 				if data[j] != '"' {
 					break // an escape, or an error
 				}
@@ -450,7 +478,30 @@ func (d *decoder) stringValue(i, depth int, f *field) ([]byte, bool, int) {
 // set to the field's state, bad with kindRange for a number out of the float64 range.
 func (d *decoder) timeValue(i, depth int, f *field) (int64, int) {
 	data := d.data
-	switch c := at(data, i); {
+	c := at(data, i)
+	if c-'1' <= 8 && i+16 <= len(data) {
+		// A timestamp in milliseconds has 13 digits: an integer of 8 to 15 digits is
+		// scanned and read in two words, its end found by a predicted branch (laneOf).
+		// It does not start with 0 and is not followed by '.', 'e' or 'E', so it is a
+		// whole JSON number; it is exact in a float64, so it is what parseTime would
+		// make of it.
+		if m := nonDigitMask(word(data, i+8)); m != 0 && nonDigitMask(word(data, i)) == 0 {
+			j := i + 8 + laneOf(m)
+			if e := data[j]; e != '.' && e|0x20 != 'e' {
+				// The digits before the last eight, behind leading zeros, then the last
+				// eight, as integer reads them.
+				h := uint(j - i - 8)
+				hi := word(data, i)<<(8*(8-h)) | (lsb*'0')>>(8*h)
+				t := int64(eightDigits(hi)*1e8 + eightDigits(word(data, j-8)))
+				if t < 1e11 {
+					t *= 1000
+				}
+				*f = field{st: stOK}
+				return t, j
+			}
+		}
+	}
+	switch {
 	case c == '-' || c-'0' <= 9:
 		j := scanNumber(data, i)
 		if j < 0 {
@@ -500,18 +551,28 @@ func (d *decoder) skipValue(i, depth int) int {
 	for {
 		if key {
 			// A plain key is scanned here, a word at a time; skipKey takes the rest.
+			// The first word, which holds the end of most keys, has branches of its own
+			// (a loop's would be shared by every word), so that the predictor tells
+			// short keys from long ones.
 			if i+9 <= n && data[i] == '"' {
 				j := i + 1
-				for j+8 <= n {
-					if m := stopMask(word(data, j)); m != 0 {
-						j += bits.TrailingZeros64(m) >> 3
-						if j+1 < n && at2(data, j) == '"'|':'<<8 {
-							i = skipWS(data, j+2)
-							goto value
-						}
-						break
+				if m := stopMask(word(data, j)); m != 0 {
+					j += laneOf(m)
+					if j+1 < n && at2(data, j) == '"'|':'<<8 {
+						i = skipWS(data, j+2)
+						goto value
 					}
-					j += 8
+				} else {
+					for j += 8; j+8 <= n; j += 8 {
+						if m := stopMask(word(data, j)); m != 0 {
+							j += laneOf(m)
+							if j+1 < n && at2(data, j) == '"'|':'<<8 {
+								i = skipWS(data, j+2)
+								goto value
+							}
+							break
+						}
+					}
 				}
 			}
 			if i = d.skipKey(i); i < 0 {
@@ -523,28 +584,15 @@ func (d *decoder) skipValue(i, depth int) int {
 		if i >= n {
 			return d.syntax(i)
 		}
-		switch c := data[i]; c {
-		case '"':
-			j, _ := scanString(data, i+1)
-			if j < 0 {
-				return d.syntax(i)
-			}
-			i = j
-		case '0':
-			if j := i + 1; j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
-				if j = scanFraction(data, j); j < 0 {
-					return d.syntax(i)
-				}
-				i = j
-			} else {
-				i = j
-			}
-		case '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		// The cases are tested in order, the most frequent first: an integer costs one
+		// comparison, not the binary search over the case bytes of a switch on c.
+		switch c := data[i]; {
+		case c-'1' <= 8:
 			// An integer, as nearly every number is; scanNumber takes the rest.
 			j := i + 1
 			if j+8 <= n {
 				if m := nonDigitMask(word(data, j)); m != 0 {
-					j += bits.TrailingZeros64(m) >> 3
+					j += laneOf(m)
 				} else {
 					j = skipDigits(data, j+8)
 				}
@@ -557,7 +605,22 @@ func (d *decoder) skipValue(i, depth int) int {
 				}
 			}
 			i = j
-		case '{', '[':
+		case c == '"':
+			j, _ := scanString(data, i+1)
+			if j < 0 {
+				return d.syntax(i)
+			}
+			i = j
+		case c == '0':
+			if j := i + 1; j < n && (data[j] == '.' || data[j]|0x20 == 'e') {
+				if j = scanFraction(data, j); j < 0 {
+					return d.syntax(i)
+				}
+				i = j
+			} else {
+				i = j
+			}
+		case c == '{' || c == '[':
 			if depth >= d.maxDepth {
 				return d.tooDeep(i)
 			}
@@ -581,7 +644,7 @@ func (d *decoder) skipValue(i, depth int) int {
 			}
 			key = obj
 			continue
-		case 't', 'f', 'n':
+		case c == 't' || c == 'f' || c == 'n':
 			j := scanLiteral(data, i)
 			if j < 0 {
 				return d.syntax(i)

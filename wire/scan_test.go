@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hangwatch/hangwatch/detector"
 )
 
 // firstLane returns the index of the first byte of x for which stop holds, or 8.
@@ -66,6 +68,20 @@ func TestMasks(t *testing.T) {
 	}
 }
 
+// TestLaneOf checks laneOf against TrailingZeros64 for every lowest bit, with every
+// pattern of the bits above it.
+func TestLaneOf(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for b := range 64 {
+		for range 100 {
+			m := r.Uint64()<<b | 1<<b
+			if got, want := laneOf(m), lane(m); got != want {
+				t.Fatalf("laneOf(%#016x) = %d, want %d", m, got, want)
+			}
+		}
+	}
+}
+
 // TestInteger checks the word-at-a-time digits against strconv, for every length and
 // digits at every position, and that a non-digit anywhere is refused.
 func TestInteger(t *testing.T) {
@@ -101,6 +117,82 @@ func TestASCII(t *testing.T) {
 			if ascii(c) {
 				t.Fatalf("ascii(%q) = true", c)
 			}
+		}
+	}
+}
+
+// TestScanFastPaths checks the inline scans of keys and numbers (skipValue, member,
+// timeValue) against the reference decoder at their edges: keys of every length up to
+// past three words, so that the closing quote falls in every lane and at every word
+// boundary; keys with escapes, control bytes, non-ASCII bytes or white space before the
+// colon; numbers of every length with what may follow them; each placed in a skipped
+// value and in a history element, and cut at every byte near its end, so that a scan
+// meets the end of the input in every lane too.
+func TestScanFastPaths(t *testing.T) {
+	var keys []string
+	for n := range 28 {
+		plain := strings.Repeat("k", n)
+		keys = append(keys, `"`+plain+`":`, `"`+plain+`" :`, `"`+plain+`"`, `"`+plain)
+		for _, odd := range []string{`\"`, `\\`, `\u0041`, `\x`, `\:`, "\x00", "\x1f", "\x1f:", "\x1f:0,\"", "\x7f", "é", `"`, " "} {
+			for _, at := range []int{0, n / 2, n} {
+				keys = append(keys, `"`+plain[:at]+odd+plain[at:]+`":`)
+			}
+		}
+	}
+	var nums []string
+	for n := 1; n <= 17; n++ {
+		digits := "1234567890123456789"[:n]
+		for _, after := range []string{"", ".5", ".", "e3", "E+3", "e", "x", " "} {
+			nums = append(nums, digits+after, "0"+digits+after, "-"+digits+after)
+		}
+	}
+	nums = append(nums, "0", "-0", "0.0", "0e1", "00", "-", "true", "nul", `"s"`, "[]", "{}")
+
+	var inputs []string
+	for _, k := range keys {
+		inputs = append(inputs,
+			ev(`{"x":{`+k+`1,`+k+`{"a":2}}}`),
+			withMessages(`[{"messageId":"m1",`+k+`"v","role":"user","text":"hi","timestamp":1763647331407}]`))
+	}
+	for _, v := range nums {
+		inputs = append(inputs,
+			ev(`{"x":{"a":`+v+`,"b":[`+v+`,`+v+`]}}`),
+			ev(`{"x":{"a":`+v+`}}`),
+			ev(`{"timestamp":`+v+`}`),
+			withMessages(`[{"messageId":"m1","role":"user","text":"hi","timestamp":`+v+`}]`),
+			withMessages(`[{"role":"user","message":"hi","time":`+v+`,"endTime":`+v+`}]`))
+	}
+	var ev detector.Event
+	for _, in := range inputs {
+		data := []byte(in)
+		checkDecode(t, &ev, data, DefaultLimits())
+		// Cut near the end of the input: a copy of exactly that length, so that the
+		// word loads meet the end of the slice.
+		for cut := max(0, len(data)-48); cut < len(data); cut++ {
+			checkDecode(t, &ev, bytes.Clone(data[:cut]), DefaultLimits())
+		}
+		// And with the key or number at the very end of a value of its own.
+		if i := strings.Index(in, `"x":`); i >= 0 {
+			for cut := i + 4; cut < len(data); cut++ {
+				checkDecode(t, &ev, bytes.Clone(data[:cut]), DefaultLimits())
+			}
+		}
+	}
+}
+
+// TestRoleOf checks that the switch of roleOf matches the exact names of roleNames,
+// which its case-insensitive loop reads.
+func TestRoleOf(t *testing.T) {
+	for _, r := range roleNames {
+		for _, s := range []string{r.name, strings.ToUpper(r.name)} {
+			if got := roleOf(s); got != r.role {
+				t.Errorf("roleOf(%q) = %d, want %d", s, got, r.role)
+			}
+		}
+	}
+	for _, s := range []string{"", "system", "users", "use", "tool_call", "Bot "} {
+		if got := roleOf(s); got != roleOther {
+			t.Errorf("roleOf(%q) = %d, want roleOther", s, got)
 		}
 	}
 }
