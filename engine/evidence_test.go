@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -441,6 +443,59 @@ func TestEngineOverdueBeforeNextEvent(t *testing.T) {
 	}
 	if got := briefs(h.sink.take()); !slices.Equal(got, want) {
 		t.Errorf("outputs %q, want %q", got, want)
+	}
+}
+
+// TestEngineProbesMidBatch: a deadline that falls due while the shard applies a long
+// batch asks for its proof within askEvery items, not once the whole batch is applied:
+// the proof's round trip runs while the rest is.
+func TestEngineProbesMidBatch(t *testing.T) {
+	h := newHarness(t, WithShards(1))
+	// Two hung calls whose replies publish their resolutions: "busy" holds the shard
+	// while the batch queues up, "mid" holds it in the middle of the batch.
+	h.send(conv("busy", 1, user("user-1", 0)))
+	h.send(conv("mid", 1, user("user-1", 0)))
+	h.advance(6 * time.Second)
+	h.send(conv("c1", 6000, user("user-1", 6000))) // due at 11 s
+	h.cut()
+	var mu sync.Mutex
+	var applied []int64 // the events applied when each probe was asked for
+	h.src.mu.Lock()
+	h.src.onProbe = func() {
+		mu.Lock()
+		applied = append(applied, h.e.Stats().Events)
+		mu.Unlock()
+	}
+	h.src.mu.Unlock()
+
+	entered, open := h.sink.hold("busy")
+	defer open()
+	h.in.Deliver(h.msg(conv("busy", 6500, user("user-1", 0), reply("r-1", 6500))))
+	<-entered
+	const fill = 200
+	for i := range fill {
+		if i == fill/2 {
+			h.in.Deliver(h.msg(conv("mid", 6500, user("user-1", 0), reply("r-1", 6500))))
+		}
+		h.in.Deliver(h.msg(statusEvent(fmt.Sprint("f", i), detector.StatusOngoing)))
+	}
+	eventually(t, "the shard's queue holds the batch", func() bool { return h.e.shards[0].q.len() == fill+1 })
+	midEntered, openMid := h.sink.hold("mid")
+	defer openMid()
+	open()
+	<-midEntered
+	before := h.e.Stats().Events // "busy"'s reply and half the batch
+	h.clock.Advance(6 * time.Second)
+	openMid()
+	h.barrier()
+	after := h.e.Stats().Events
+	mu.Lock()
+	defer mu.Unlock()
+	if after-before != fill/2 || len(applied) == 0 {
+		t.Fatalf("%d events applied after the deadline fell due, %d probes (%v); want %d and a probe", after-before, len(applied), applied, fill/2)
+	}
+	if applied[0] >= after || applied[0]-before > askEvery {
+		t.Errorf("the probe was asked for with %d of the last %d events applied, want at most %d (askEvery)", applied[0]-before, fill/2, askEvery)
 	}
 }
 

@@ -58,9 +58,10 @@ type testSource struct {
 	done, rejected int
 	runErr         error
 
-	auto   bool // answer every probe at once with a mark at clock's now
-	clock  clockwork.Clock
-	intake Intake
+	auto    bool // answer every probe at once with a mark at clock's now
+	clock   clockwork.Clock
+	intake  Intake
+	onProbe func() // called by Probe, if set
 }
 
 func (s *testSource) Run(ctx context.Context, in Intake) error {
@@ -77,8 +78,11 @@ func (s *testSource) Run(ctx context.Context, in Intake) error {
 func (s *testSource) Probe() {
 	s.mu.Lock()
 	s.probes++
-	auto, in := s.auto, s.intake
+	auto, in, on := s.auto, s.intake, s.onProbe
 	s.mu.Unlock()
+	if on != nil {
+		on()
+	}
 	if auto && in != nil {
 		in.Mark(s.clock.Now())
 	}

@@ -103,8 +103,10 @@ func (s *shard) run() {
 		items, closed := s.q.take(buf)
 		for i := range items {
 			s.handle(&items[i])
+			if i%askEvery == askEvery-1 {
+				s.askIfDue()
+			}
 		}
-		s.packDue()
 		buf = items
 		if closed && s.q.len() == 0 {
 			// The source has returned and every item it delivered is applied: publish what
@@ -112,7 +114,29 @@ func (s *shard) run() {
 			s.settle()
 			return
 		}
+		// Packing waits for the deadlines: what is due fires, or its proof is asked for,
+		// before the copies are compressed.
 		s.settle()
+		s.packDue()
+	}
+}
+
+// askEvery is how many items of a batch a shard applies between two looks at the clock
+// for a deadline due without the evidence to fire it.
+const askEvery = 32
+
+// askIfDue asks the source for a proof, in the middle of a batch, once a deadline is due
+// by the clock and no mark covers it: a burst of items would otherwise hold the request
+// back until the whole batch is applied, and the proof's round trip after it.
+func (s *shard) askIfDue() {
+	if s.held > 0 || s.requested > s.evidence {
+		return
+	}
+	if now := s.e.mono.Now(); s.sched.Due(now) {
+		if next, _ := s.sched.Next(); next > s.evidence {
+			s.requested = now
+			s.e.probe()
+		}
 	}
 }
 
