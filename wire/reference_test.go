@@ -471,6 +471,7 @@ func refMessage(el map[string]json.RawMessage) (detector.Message, []uint64, bool
 // tokens rather than the tree, where a duplicate key can hide a deeper value.
 func tokenDepth(data []byte) int {
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number out of float64's range (1E700) is valid JSON, not the end
 	depth, deepest := 0, 0
 	for {
 		tok, err := dec.Token()
@@ -498,6 +499,7 @@ func countCallMessages(data []byte) int {
 	}
 	call := top.Message["call"]
 	dec := json.NewDecoder(bytes.NewReader(call))
+	dec.UseNumber() // see tokenDepth
 	depth, n := 0, 0
 	key := true
 	for {
