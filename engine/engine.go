@@ -144,12 +144,10 @@ func (e *Engine) probe() {
 	}
 }
 
-func (e *Engine) shardOf(callID string) *shard {
-	if len(e.shards) == 1 {
-		return e.shards[0]
-	}
-	return e.shards[maphash.String(e.seed, callID)%uint64(len(e.shards))]
-}
+func (e *Engine) shardOf(callID string) *shard { return e.shardAt(hashID(e.seed, callID)) }
+
+// shardAt returns the shard of the call whose id hashes to h (hashID).
+func (e *Engine) shardAt(h uint64) *shard { return e.shards[h%uint64(len(e.shards))] }
 
 // Sync returns once every shard has applied the messages delivered before the call and
 // fired every deadline that is due by the clock's current time and covered by a mark.

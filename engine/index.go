@@ -1,29 +1,27 @@
 package engine
 
-import (
-	"hash/maphash"
-	"unsafe"
-)
+import "unsafe"
 
-// index finds a shard's calls by id. It is keyed by 32 bits of the seeded hash of the
-// id rather than by the id: a map entry of 8 bytes rather than the 24 of a string key
-// (whose bytes the slot holds anyway), 12 bytes less a call with the map's slack. A
-// lookup checks the id the slot holds; an id whose key a live call's id has already
-// (a few in a million calls) is kept aside in clash, by id.
+// index finds a shard's calls by id. It is keyed by 32 bits of the id's hash (hashID,
+// which the sequencer takes once for the event) rather than by the id: a map entry of 8
+// bytes rather than the 24 of a string key (whose bytes the slot holds anyway), 12
+// bytes less a call with the map's slack. A lookup checks the id the slot holds; an id
+// whose key a live call's id has already (a few in a million calls) is kept aside in
+// clash, by id.
 type index struct {
-	hash   func(id string) uint32 // 32 bits of the engine's hashID; tests clash
-	byHash map[uint32]uint32      // key of the id → slot
-	clash  map[string]uint32      // id → slot, for an id whose key byHash holds for another
+	byKey map[uint32]uint32 // key of the id → slot
+	clash map[string]uint32 // id → slot, for an id whose key byKey holds for another
 }
 
-func newIndex(seed maphash.Seed) index {
-	// The high bits: the low ones chose the shard.
-	return index{hash: func(id string) uint32 { return uint32(hashID(seed, id) >> 32) }, byHash: make(map[uint32]uint32)}
-}
+func newIndex() index { return index{byKey: make(map[uint32]uint32)} }
 
-// get returns the slot of id, if it holds a call.
-func (x *index) get(id string, slots *slots) (uint32, bool) {
-	if s, ok := x.byHash[x.hash(id)]; ok && slots.at(s).id == id {
+// keyOf is the key of an id whose hash is h: its high bits, as the low ones chose the
+// shard.
+func keyOf(h uint64) uint32 { return uint32(h >> 32) }
+
+// get returns the slot of id, whose hash is h, if it holds a call.
+func (x *index) get(h uint64, id string, slots *slots) (uint32, bool) {
+	if s, ok := x.byKey[keyOf(h)]; ok && slots.at(s).id == id {
 		return s, true
 	}
 	if len(x.clash) > 0 {
@@ -33,11 +31,10 @@ func (x *index) get(id string, slots *slots) (uint32, bool) {
 	return 0, false
 }
 
-// put adds id, a call get does not find, at slot s.
-func (x *index) put(id string, s uint32) {
-	h := x.hash(id)
-	if _, taken := x.byHash[h]; !taken {
-		x.byHash[h] = s
+// put adds id, whose hash is h and which get does not find, at slot s.
+func (x *index) put(h uint64, id string, s uint32) {
+	if _, taken := x.byKey[keyOf(h)]; !taken {
+		x.byKey[keyOf(h)] = s
 		return
 	}
 	if x.clash == nil {
@@ -46,11 +43,10 @@ func (x *index) put(id string, s uint32) {
 	x.clash[id] = s
 }
 
-// del removes id, held at slot s.
-func (x *index) del(id string, s uint32) {
-	h := x.hash(id)
-	if at, ok := x.byHash[h]; ok && at == s {
-		delete(x.byHash, h)
+// del removes id, whose hash is h, held at slot s.
+func (x *index) del(h uint64, id string, s uint32) {
+	if at, ok := x.byKey[keyOf(h)]; ok && at == s {
+		delete(x.byKey, keyOf(h))
 		return
 	}
 	delete(x.clash, id)
@@ -60,7 +56,7 @@ func (x *index) del(id string, s uint32) {
 }
 
 // len returns the number of ids held.
-func (x *index) len() int { return len(x.byHash) + len(x.clash) }
+func (x *index) len() int { return len(x.byKey) + len(x.clash) }
 
 // slots holds a shard's calls, indexed by slot, in pages of slotPage: a slice grown by
 // append would leave up to a quarter of its slots unused, a page at most one page.

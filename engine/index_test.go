@@ -12,9 +12,11 @@ import (
 func TestIndexFollowsAMap(t *testing.T) {
 	for _, clashing := range []bool{false, true} {
 		t.Run(fmt.Sprint("clashing=", clashing), func(t *testing.T) {
-			x := newIndex(maphash.MakeSeed())
+			x := newIndex()
+			seed := maphash.MakeSeed()
+			hash := func(id string) uint64 { return hashID(seed, id) }
 			if clashing {
-				x.hash = func(id string) uint32 { return uint32(len(id)) }
+				hash = func(id string) uint64 { return uint64(len(id)) << 32 }
 			}
 			r := rand.New(rand.NewPCG(1, 2))
 			var slots slots
@@ -22,7 +24,7 @@ func TestIndexFollowsAMap(t *testing.T) {
 			want := map[string]uint32{}
 			for step := range 20_000 {
 				id := fmt.Sprint("call-", r.IntN(300))
-				got, ok := x.get(id, &slots)
+				got, ok := x.get(hash(id), id, &slots)
 				w, wok := want[id]
 				if ok != wok || got != w {
 					t.Fatalf("step %d: get(%q) = %d, %v; want %d, %v", step, id, got, ok, w, wok)
@@ -36,10 +38,10 @@ func TestIndexFollowsAMap(t *testing.T) {
 						s = slots.add()
 					}
 					slots.at(s).id = id
-					x.put(id, s)
+					x.put(hash(id), id, s)
 					want[id] = s
 				case r.IntN(2) == 0:
-					x.del(id, got)
+					x.del(hash(id), id, got)
 					*slots.at(got) = slot{}
 					free = append(free, got)
 					delete(want, id)

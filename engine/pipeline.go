@@ -33,6 +33,9 @@ type job struct {
 	gapFrom        int64
 	barrier        *barrier      // Sync's
 	ready          chan struct{} // sent on once decoded
+	// hash is that of the call id (hashID), taken once by the sequencer: the event's
+	// shard, its key in the shard and its tomb.
+	hash uint64
 }
 
 // barrier is Sync's item: each shard arrives once it has handled what came before; the
@@ -289,7 +292,8 @@ func (p *pipeline) sequence() {
 		default:
 			e.stats.typ[j.ev.Type].Add(1)
 			seen = max(seen, j.mark)
-			e.shardOf(j.ev.CallID).q.push(item{job: j, mark: j.mark})
+			j.hash = hashID(e.seed, j.ev.CallID)
+			e.shardAt(j.hash).q.push(item{job: j, mark: j.mark})
 		}
 		// Whatever the job was, a mark not yet broadcast reaches every shard once nothing
 		// waits behind it, or markEvery after the last broadcast: a shard that gets no

@@ -84,7 +84,7 @@ func newShard(e *Engine) *shard {
 		q:      newQueue(),
 		exited: make(chan struct{}),
 		sched:  clock.NewSchedulerOn(e.mono, 0),
-		calls:  newIndex(e.seed),
+		calls:  newIndex(),
 		tombs:  newTombs(int64(e.maxEnded), len(e.shards), &e.tombs),
 	}
 	s.fire = s.tick
@@ -183,7 +183,7 @@ func (s *shard) holdOwn(j *job) (id uint32, at int64, ok bool) {
 	if j == nil || !j.stored {
 		return 0, 0, false
 	}
-	if id, ok = s.calls.get(j.ev.CallID, &s.slots); !ok {
+	if id, ok = s.calls.get(j.hash, j.ev.CallID, &s.slots); !ok {
 		return 0, 0, false
 	}
 	// Only a deadline: a call that is not armed wakes for the end of its TTL, which
@@ -249,9 +249,9 @@ func (s *shard) apply(j *job) {
 // applyEvent applies a decoded event and says what came of it.
 func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 	e := s.e
-	id, ok := s.calls.get(ev.CallID, &s.slots)
+	id, ok := s.calls.get(j.hash, ev.CallID, &s.slots)
 	if !ok {
-		h := hashID(e.seed, ev.CallID)
+		h := j.hash
 		switch {
 		case s.tombs.has(h, now, int64(e.cfg.CallTTL)):
 			s.stats.ignored.Add(1)
@@ -276,7 +276,7 @@ func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 				zap.Int64("max_calls", e.limits.max), zap.Int64("max_calls_per_team", e.limits.perTeam))
 			return OutcomeRefused
 		}
-		id = s.alloc(clone(ev.CallID), t, partitionOf(j.partition)) // the event's id may alias its payload
+		id = s.alloc(clone(ev.CallID), h, t, partitionOf(j.partition)) // the event's id may alias its payload
 		s.slots.at(id).rebuilt = s.held > 0
 	}
 	cfg := e.thresholds.For(ev.TeamID, ev.AssistantID)
@@ -496,8 +496,8 @@ func modelOf(p detector.Payload) string {
 	return provider + "/" + model
 }
 
-// alloc takes a slot for a new call.
-func (s *shard) alloc(callID string, t *team, partition int16) uint32 {
+// alloc takes a slot for a new call, whose id hashes to h.
+func (s *shard) alloc(callID string, h uint64, t *team, partition int16) uint32 {
 	var id uint32
 	if n := len(s.free); n > 0 {
 		id, s.free = s.free[n-1], s.free[:n-1]
@@ -505,7 +505,7 @@ func (s *shard) alloc(callID string, t *team, partition int16) uint32 {
 		id = s.slots.add()
 	}
 	*s.slots.at(id) = slot{id: callID, team: t, partition: partition}
-	s.calls.put(callID, id)
+	s.calls.put(h, callID, id)
 	s.stats.state[detector.StateIdle].Add(1)
 	return id
 }
@@ -546,7 +546,7 @@ func (s *shard) reportShapeless(sl *slot) {
 // release frees the slot of a call that ended, expired or was revoked.
 func (s *shard) release(id uint32) {
 	sl := s.slots.at(id)
-	s.calls.del(sl.id, id)
+	s.calls.del(hashID(s.e.seed, sl.id), sl.id, id)
 	s.sched.Cancel(id)
 	s.e.limits.release(sl.team)
 	*sl = slot{}
