@@ -227,6 +227,34 @@ func (h *harness) check() {
 	case e.at > w.Now() && next <= w.Now():
 		h.fatalf("Next = %d, not after Now %d though nothing is due", next, w.Now())
 	}
+	// NextAfter, from the times where its answer changes: each deadline and just before
+	// it, and around Now.
+	ts := []int64{w.Now() - 1, w.Now(), w.Now() + 1}
+	for _, at := range m.dl {
+		ts = append(ts, at-1, at)
+	}
+	for _, t := range ts {
+		h.checkNextAfter(t)
+	}
+}
+
+// checkNextAfter checks that NextAfter(t) is the earliest deadline after t, and that it
+// knows it whenever that deadline is less than 256 ms after Now.
+func (h *harness) checkNextAfter(t int64) {
+	h.tb.Helper()
+	want, wok := int64(0), false
+	for _, at := range h.m.dl {
+		if at > t && (!wok || at < want) {
+			want, wok = at, true
+		}
+	}
+	got, ok := h.w.NextAfter(t)
+	switch {
+	case ok && (!wok || got != want):
+		h.fatalf("NextAfter(%d) = %d, want %d, %v (Now %d)", t, got, want, wok, h.w.Now())
+	case !ok && wok && subSat(want, h.w.Now()) < int64(256*time.Millisecond):
+		h.fatalf("NextAfter(%d) found nothing, want %d (Now %d)", t, want, h.w.Now())
+	}
 }
 
 func addSat(a, b int64) int64 {

@@ -92,6 +92,14 @@ func (s *Scheduler) Rearm() {
 	if s.armed && next == s.at && next > s.Now() {
 		return
 	}
+	s.arm(next)
+}
+
+// arm sets the timer to fire at next.
+func (s *Scheduler) arm(next int64) {
+	if s.armed && next == s.at && next > s.Now() {
+		return
+	}
 	d := time.Duration(subSat(next, s.mono.Now()))
 	if s.timer == nil {
 		s.timer = s.clock.NewTimer(d)
@@ -105,6 +113,18 @@ func (s *Scheduler) Rearm() {
 		s.timer.Reset(d)
 	}
 	s.at, s.armed = next, true
+}
+
+// RearmAfter sets the timer to the first deadline after t (Wheel.NextAfter), or stops
+// it when none is known: the owner is waiting for evidence that covers the deadlines up
+// to t, and a deadline after t needs its own.
+func (s *Scheduler) RearmAfter(t int64) {
+	next, ok := s.NextAfter(t)
+	if !ok {
+		s.Stop()
+		return
+	}
+	s.arm(next)
 }
 
 // Due reports whether the next thing to do is due by now: then a timer would fire at

@@ -210,6 +210,47 @@ func (w *Wheel) Next() (at int64, ok bool) {
 	return c * tickNs, true
 }
 
+// NextAfter returns the earliest deadline after t, when that deadline lies in level 0
+// (less than 256 ms after Now), where its exact time is known. ok is false when no
+// deadline after t is there, or t lies past level 0. It changes nothing: an owner that
+// waits for evidence before firing what is due sets its timer with it to the first
+// deadline that a pending request does not cover.
+func (w *Wheel) NextAfter(t int64) (at int64, ok bool) {
+	if w.count == 0 {
+		return 0, false
+	}
+	for tk := max(tickOf(t), w.cur); ; tk++ {
+		var occupied bool
+		if tk, occupied = w.level0From(tk); !occupied {
+			return 0, false
+		}
+		for r := w.heads[tk&l0Mask]; r != 0; r = w.nodes[r-1].next {
+			if a := w.nodes[r-1].at; a > t && (!ok || a < at) {
+				at, ok = a, true
+			}
+		}
+		if ok {
+			return at, true
+		}
+	}
+}
+
+// level0From returns the first tick at or after tk, up to the end of level 0, whose slot
+// is occupied. The ticks of one occupancy word's slots are consecutive: the slot array
+// wraps round at a word boundary.
+func (w *Wheel) level0From(tk int64) (int64, bool) {
+	last := (w.block+2)<<blockBits - 1
+	for tk <= last {
+		s := uint32(tk & l0Mask)
+		if word := w.occ[s>>6] >> (s & 63); word != 0 {
+			t := tk + int64(bits.TrailingZeros64(word))
+			return t, t <= last
+		}
+		tk += int64(64 - s&63)
+	}
+	return 0, false
+}
+
 // Advance moves the wheel to now and calls fire for every deadline at or before now, in
 // (deadline, id) order, each once, after disarming it. A now before Now only fires what
 // is already due. fire may Set and Cancel any id: a deadline it sets at or before now
