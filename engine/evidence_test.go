@@ -530,6 +530,36 @@ func TestEngineProbesOnce(t *testing.T) {
 	}
 }
 
+// TestEngineProbesLaterDeadline: a deadline that falls due while the proof asked for an
+// earlier one is on its way asks for its own at once: that proof began before it and
+// cannot let it fire, and waiting for it to come back would add a round trip.
+func TestEngineProbesLaterDeadline(t *testing.T) {
+	h := newHarness(t, WithShards(1))
+	h.send(conv("c1", 1, user("user-1", 0)))
+	h.clock.Advance(100 * time.Millisecond)
+	h.send(conv("c2", 101, user("user-1", 100)))
+	// The input has caught up to 4.9 s (the wheel's wakes on the way may have asked).
+	h.clock.Advance(4800 * time.Millisecond)
+	h.in.Mark(h.clock.Now())
+	h.barrier()
+	before := h.e.Stats().Probes
+	h.cut()
+	h.advance(100 * time.Millisecond)
+	if n := h.e.Stats().Probes - before; n != 1 {
+		t.Fatalf("%d probes once the first deadline is due, want 1", n)
+	}
+	for range 4 {
+		h.advance(50 * time.Millisecond)
+	}
+	if n := h.e.Stats().Probes - before; n != 2 {
+		t.Errorf("%d probes once the second deadline is due, the first proof still out; want 2", n)
+	}
+	h.restore()
+	if got, want := briefs(h.sink.take()), []string{"hang c1 user-1 turn-timeout 5200ms@5200", "hang c2 user-1 turn-timeout 5100ms@5200"}; !slices.Equal(got, want) {
+		t.Errorf("published %q, want %q", got, want)
+	}
+}
+
 // TestEngineTimerFires checks the path without Sync: the shard's one clock timer fires
 // at the deadline, the shard asks for a mark, and the source's answer fires the hang.
 func TestEngineTimerFires(t *testing.T) {

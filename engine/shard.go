@@ -27,7 +27,9 @@ type shard struct {
 	// evidence is how far the input has caught up, as far as this shard knows: every
 	// message accepted before it has been applied here. No deadline after it fires.
 	evidence int64
-	// requested is the latest time a mark was asked for; a blocked deadline asks once.
+	// requested is the latest time a mark was asked for: the proof asked for then covers
+	// every deadline up to it, so a deadline due by then asks once, and a later one asks
+	// again at once, without waiting for that proof to come back.
 	requested int64
 	// held counts the holds in force (replays, takeovers): no deadline fires meanwhile.
 	held int
@@ -100,6 +102,9 @@ func (s *shard) run() {
 		case <-s.q.wake:
 		case <-s.sched.C():
 		}
+		// A deadline due now is asked about before the batch is applied: the proof's round
+		// trip then runs beside it.
+		s.askIfDue()
 		items, closed := s.q.take(buf)
 		for i := range items {
 			s.handle(&items[i])
@@ -129,15 +134,27 @@ const askEvery = 32
 // by the clock and no mark covers it: a burst of items would otherwise hold the request
 // back until the whole batch is applied, and the proof's round trip after it.
 func (s *shard) askIfDue() {
-	if s.held > 0 || s.requested > s.evidence {
+	if s.held > 0 {
 		return
 	}
-	if now := s.e.mono.Now(); s.sched.Due(now) {
-		if next, _ := s.sched.Next(); next > s.evidence {
-			s.requested = now
-			s.e.probe()
-		}
+	if now := s.e.mono.Now(); s.needsProof(now) {
+		s.requested = now
+		s.e.probe()
 	}
+}
+
+// needsProof reports whether a deadline due by now is covered neither by the evidence
+// nor by the proof asked for last (which covers the deadlines up to requested). A
+// deadline past what the wheel can see exactly (NextAfter) waits for that proof.
+func (s *shard) needsProof(now int64) bool {
+	if !s.sched.Due(now) {
+		return false
+	}
+	if s.requested <= s.evidence {
+		return true
+	}
+	at, ok := s.sched.NextAfter(s.requested)
+	return ok && at <= now
 }
 
 // handle applies one item, after the deadlines its mark lets fire.
@@ -199,8 +216,8 @@ func (s *shard) holdOwn(j *job) (id uint32, at int64, ok bool) {
 }
 
 // settle fires what the evidence lets fire by now, then sets the timer to the next
-// deadline; when that deadline is due already but no mark covers it, it stops the timer
-// and asks the source for a mark instead.
+// deadline; when that deadline is due already but no mark covers it, it asks the source
+// for a mark, and sets the timer to the first deadline that mark will not cover.
 func (s *shard) settle() {
 	if s.held > 0 {
 		s.sched.Stop()
@@ -211,11 +228,13 @@ func (s *shard) settle() {
 		s.sched.Rearm()
 		return
 	}
-	s.sched.Stop()
-	if s.requested <= s.evidence {
+	if s.needsProof(now) {
 		s.requested = now
 		s.e.probe()
 	}
+	// The timer wakes for the first deadline that the proof asked for does not cover:
+	// it asks for its own proof then, beside the one in flight.
+	s.sched.RearmAfter(s.requested)
 }
 
 // advance ticks every call whose wake time is covered by the evidence and the clock,
