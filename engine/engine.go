@@ -46,8 +46,9 @@ type Engine struct {
 	maxEnded    int
 	tombs       atomic.Int64 // ended calls remembered, all shards (tombs.total)
 	maxRetained int64
-	packAfter   int64        // ns; < 0: never
-	retained    atomic.Int64 // payload bytes kept by all calls
+	packAfter   int64         // ns; < 0: never
+	packs       chan *packJob // to the packer (packer.go)
+	retained    atomic.Int64  // payload bytes kept by all calls
 	gaps        gaps
 	teams       labels // hangs by team
 	models      labels // hangs by provider/model
@@ -102,6 +103,7 @@ func New(src Source, d Decoder, sink Sink, opts ...Option) (*Engine, error) {
 		maxEnded:    o.maxEnded,
 		maxRetained: o.maxRetained,
 		packAfter:   int64(o.packAfter),
+		packs:       make(chan *packJob, packQueue),
 	}
 	e.born = e.mono.Now()
 	e.shards = make([]*shard, o.shards)
@@ -125,6 +127,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	srcDone := make(chan struct{})
 	pipe.Go(func() { e.pipe.run(e.workers, srcDone) })
+	var packing sync.WaitGroup
+	packing.Go(func() { packer(e.packs) })
 	err := e.src.Run(ctx, e.pipe)
 	close(srcDone)
 	pipe.Wait() // every message delivered is handed to its shard
@@ -133,6 +137,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		s.q.close()
 	}
 	shards.Wait()
+	close(e.packs) // the shards, which hand it copies, have returned
+	packing.Wait()
 	return err
 }
 

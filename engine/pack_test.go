@@ -107,3 +107,61 @@ func TestEnginePackAfter(t *testing.T) {
 		}
 	}
 }
+
+// gatedPackable is a packable whose packing waits for gate, after saying on entered that
+// it began.
+type gatedPackable struct {
+	*packable
+	entered chan<- struct{}
+	gate    <-chan struct{}
+}
+
+func (p *gatedPackable) Retain(from int32) detector.Payload {
+	return &gatedPackable{packable: p.packable.Retain(from).(*packable), entered: p.entered, gate: p.gate}
+}
+
+func (p *gatedPackable) Pack() detector.Payload {
+	p.entered <- struct{}{}
+	<-p.gate
+	return p.packable.Pack()
+}
+
+// TestEnginePacksBesideShards: a copy is packed beside the shard, which goes on applying
+// events and firing deadlines meanwhile; the packed copy is kept once it comes back.
+func TestEnginePacksBesideShards(t *testing.T) {
+	log := &retainLog{}
+	h := newHarness(t, WithShards(1))
+	h.sink.notify()
+	h.src.setAuto(true)
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	ev := packableConv("c1", 1, 3, 200, log)
+	ev.Payload = &gatedPackable{packable: ev.Payload.(*packable), entered: entered, gate: gate}
+	h.send(ev)
+	h.send(conv("c2", 1, user("user-1", 0)))
+	// Past DefaultPackAfter, the next thing the shard wakes for (a mark) hands the copy
+	// over; the packer holds it.
+	h.clock.Advance(DefaultPackAfter)
+	h.in.Mark(h.clock.Now())
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the copy was not handed to the packer")
+	}
+	// Both deadlines fire while the packer holds c1's copy.
+	h.clock.Advance(5*time.Second - DefaultPackAfter)
+	got := []string{brief(h.sink.wait(t)), brief(h.sink.wait(t))}
+	slices.Sort(got)
+	if want := []string{"hang c1 user-2 turn-timeout 5000ms@5000", "hang c2 user-1 turn-timeout 5000ms@5000"}; !slices.Equal(got, want) {
+		t.Errorf("published %q while packing, want %q", got, want)
+	}
+	// c1 keeps 600 bytes, c2 its call's few.
+	before := h.e.Stats().Retained
+	if before < 600 || before > 700 {
+		t.Errorf("retained %d while packing, want c1's 600 and c2's few", before)
+	}
+	close(gate)
+	h.barrier() // waits for the packer
+	if st := h.e.Stats(); before-st.Retained != 450 {
+		t.Errorf("retained %d once packed, %d before; want c1's copy packed to a quarter", st.Retained, before)
+	}
+}

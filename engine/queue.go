@@ -10,6 +10,7 @@ type item struct {
 	ctl       control
 	partition int
 	barrier   *barrier // Sync's: arrive once handled
+	packed    *packJob // a copy back from the packer
 }
 
 // queue is a shard's inbox: unbounded in items (the pipeline's byte budget bounds what
@@ -24,10 +25,15 @@ type queue struct {
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
 
 func (q *queue) push(it item) {
+	q.add(it)
+	q.signal()
+}
+
+// add queues it without waking the shard: it is taken with the next thing that does.
+func (q *queue) add(it item) {
 	q.mu.Lock()
 	q.items = append(q.items, it)
 	q.mu.Unlock()
-	q.signal()
 }
 
 func (q *queue) signal() {

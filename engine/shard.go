@@ -45,6 +45,10 @@ type shard struct {
 	// each is still due when its slot's kept is the same. kept numbers the copies.
 	packs []pack
 	kept  uint32
+	// packing counts the copies handed to the packer and not yet back; the Sync
+	// barriers in waiting arrive once none is.
+	packing int
+	waiting []*barrier
 }
 
 // pack is a copy a call keeps, to pack at due unless the call has let it go.
@@ -115,8 +119,9 @@ func (s *shard) run() {
 		buf = items
 		if closed && s.q.len() == 0 {
 			// The source has returned and every item it delivered is applied: publish what
-			// is due, as far as the evidence goes.
+			// is due, as far as the evidence goes. Copies with the packer stay unpacked.
 			s.settle()
+			s.arriveAll()
 			return
 		}
 		// Packing waits for the deadlines: what is due fires, or its proof is asked for,
@@ -180,10 +185,16 @@ func (s *shard) handle(it *item) {
 	switch {
 	case it.job != nil:
 		s.apply(it.job)
+	case it.packed != nil:
+		s.packed(it.packed)
 	case it.barrier != nil:
 		s.settle()
 		s.packDue()
-		it.barrier.arrive()
+		if s.packing > 0 {
+			s.waiting = append(s.waiting, it.barrier)
+		} else {
+			it.barrier.arrive()
+		}
 	case it.ctl == ctlHold:
 		s.held++
 	case it.ctl == ctlRelease:
@@ -366,19 +377,15 @@ type Packer interface {
 	Pack() detector.Payload
 }
 
-// packBatch bounds the bytes of the copies packed between two batches of items, which
-// wait for them (s2 packs about 1 GB/s: a quarter of a millisecond).
-const packBatch = 256 << 10
-
-// packDue packs the copies due by now that calls still keep, at least one and at most
-// about packBatch bytes of them.
+// packDue hands the copies due by now that calls still keep to the packer, as many as
+// it has room for.
 func (s *shard) packDue() {
 	if len(s.packs) == 0 {
 		return
 	}
 	now := s.e.mono.Now()
-	n, done := 0, 0
-	for ; done < len(s.packs) && n < packBatch; done++ {
+	done := 0
+	for ; done < len(s.packs); done++ {
 		pk := s.packs[done]
 		if pk.due > now {
 			break
@@ -387,23 +394,17 @@ func (s *shard) packDue() {
 		if sl.kept != pk.seq {
 			continue // let go, or replaced by a later copy
 		}
-		c := &sl.call
-		snap, latest := c.Kept()
-		p, ok := snap.(Packer)
-		if !ok {
+		snap, _ := sl.call.Kept()
+		if _, ok := snap.(Packer); !ok {
 			continue
 		}
-		n += snap.Len()
-		q := p.Pack()
-		if q == nil {
+		select {
+		case s.e.packs <- &packJob{s: s, slot: pk.slot, seq: pk.seq, snap: snap}:
+			s.packing++
 			continue
+		default:
 		}
-		if latest == snap {
-			latest = q
-		}
-		st, retained := c.State(), c.Retained()
-		c.Keep(q, latest)
-		s.account(st, st, retained, c.Retained())
+		break // the packer is busy: the rest waits for the next round
 	}
 	s.packs = s.packs[done:]
 	if len(s.packs) == 0 {
