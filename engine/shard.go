@@ -486,15 +486,17 @@ func (s *shard) publish(sl *slot, out *detector.Output) {
 		e.teams.add(sl.team.name)
 		e.models.add(model)
 	}
+	if err := e.sink.Publish(sl.id, out); err != nil {
+		s.stats.publishErrors.Add(1)
+		e.limited.Error("publish", zap.String("call_id", sl.id), zap.Stringer("kind", out.Kind), zap.Error(err))
+	}
+	// Logged after it is published: the log line is a write to stderr, not on the
+	// output's way out.
 	e.log.Info(out.Kind.String(), zap.String("call_id", sl.id), zap.String("team_id", sl.team.name),
 		zap.Stringer("reason", out.Reason), zap.Stringer("stage", out.Stage), zap.String("model", model),
 		zap.String("user_message_id", out.UserMessageID), zap.String("first_user_message_id", out.FirstUserMessageID),
 		zap.Duration("wait", out.Wait.Round(time.Millisecond)), zap.Duration("input_gap", out.InputGap.Round(time.Millisecond)),
 		zap.Bool("late", out.Late))
-	if err := e.sink.Publish(sl.id, out); err != nil {
-		s.stats.publishErrors.Add(1)
-		e.limited.Error("publish", zap.String("call_id", sl.id), zap.Stringer("kind", out.Kind), zap.Error(err))
-	}
 }
 
 // Modeled is a payload that knows the assistant's model (package wire's), for the
