@@ -87,15 +87,12 @@ func (s *Scheduler) Rearm() {
 		}
 		return
 	}
-	// A target at or before the wheel's time has fired or is about to, so the timer is
-	// spent even if Next still names it (a deadline set in the past equal to it).
-	if s.armed && next == s.at && next > s.Now() {
-		return
-	}
 	s.arm(next)
 }
 
-// arm sets the timer to fire at next.
+// arm sets the timer to fire at next, unless it runs for next already. A target at or
+// before the wheel's time has fired or is about to, so the timer is spent even if it
+// was set for it (a deadline set in the past equal to it).
 func (s *Scheduler) arm(next int64) {
 	if s.armed && next == s.at && next > s.Now() {
 		return
@@ -129,7 +126,8 @@ func (s *Scheduler) RearmAfter(t int64) {
 
 // Due reports whether the next thing to do is due by now: then a timer would fire at
 // once, and the owner that cannot advance the wheel that far (it waits for evidence that
-// its input has caught up) stops the timer instead of rearming it.
+// its input has caught up) stops the timer instead of rearming it, or sets it past the
+// deadlines it waits for (RearmAfter).
 func (s *Scheduler) Due(now int64) bool {
 	next, ok := s.Next()
 	return ok && next <= now

@@ -9,9 +9,9 @@ import (
 
 // Packing runs beside the shards: a shard hands a copy due to be packed to the packer
 // and goes on, and the packed copy comes back through its queue, to be kept if the call
-// still keeps the copy it was made from. A shard that packed its copies itself could
-// not notice a deadline or fire a hang meanwhile: at 20,000 calls that was a millisecond
-// of the detection lag's p99 (README, Performance).
+// still keeps the copy it was made from. A shard that packed its copies itself noticed
+// no deadline and fired no hang meanwhile: up to 256 KB between two batches, a quarter
+// to half a millisecond of s2.
 
 // packJob is a copy to pack for a shard, and the packed copy once made.
 type packJob struct {
