@@ -22,8 +22,8 @@ func (realClock) NewTimer(d time.Duration) clockwork.Timer { return newPreciseTi
 const fineSpan = 1500 * time.Microsecond
 
 // preciseTimer waits on a runtime timer until fineSpan before its time, then sleeps the
-// rest in the kernel (nanosleep, which the kernel ends within its timer slack, 50 µs by
-// default), holding a thread for at most fineSpan. Like time.Timer since Go 1.23, Stop
+// rest in the kernel (nanosleep, with the thread's timer slack set to 1 ns on Linux: the
+// default 50 µs would be added to the wake), holding a thread for at most fineSpan. Like time.Timer since Go 1.23, Stop
 // and Reset discard a value not yet received.
 type preciseTimer struct {
 	c      chan time.Time
