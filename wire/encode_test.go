@@ -488,6 +488,15 @@ func FuzzAppendOutput(f *testing.F) {
 		if !json.Valid(got) {
 			t.Fatalf("AppendOutput is not valid JSON:\n%s", got)
 		}
+		if sp != nil && from == 0 {
+			// The engine keeps a decoded payload while its bytes last, then its packed (or
+			// compact) copy: the output is the same from either.
+			packed := out
+			packed.Snapshot = sp.Pack()
+			if again := AppendOutput(nil, callID, &packed, maxBytes); !bytes.Equal(again, got) {
+				t.Fatalf("output from the packed copy of a decoded payload:\n%s\nfrom the payload:\n%s", again, got)
+			}
+		}
 		floor := len(AppendOutput(nil, callID, &out, 1))
 		if maxBytes >= floor && len(got) > maxBytes {
 			t.Fatalf("output of %d bytes, max %d (floor %d)", len(got), maxBytes, floor)

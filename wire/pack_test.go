@@ -150,8 +150,13 @@ func TestPackOnlyWhenWorth(t *testing.T) {
 	if q := small.Retain(-1).(*Payload); q.Pack() != nil {
 		t.Errorf("a copy of %d bytes is packed", len(q.data))
 	}
-	if small.Pack() != nil || pk(small.Retain(-1)).Pack() != nil {
-		t.Error("Pack of a decoded payload, or of a packed copy")
+	if pk(small.Retain(-1)).Pack() != nil {
+		t.Error("Pack of a packed copy")
+	}
+	// A decoded payload too small to pack gives its compact copy: the received bytes are
+	// let go.
+	if q := pk(small.Pack()); q.packed != nil || !q.copied || !bytes.Equal(q.data, small.Retain(-1).(*Payload).data) {
+		t.Errorf("Pack of a small decoded payload = %+v, want its compact copy", q)
 	}
 	// Random bytes (hex of a xorshift) do not compress by an eighth.
 	var sb strings.Builder

@@ -140,13 +140,17 @@ func historyFrom(hist []byte, skip int32) ([]byte, int32) {
 // (SPEC §2 "Bounds": a newly armed call past the byte budget keeps only the tail of its
 // history). Indexes are those of the array as received: a copy retained again leaves out
 // only the messages it still holds before from. The copy is not packed (see Pack).
-func (p *Payload) Retain(from int32) detector.Payload {
+func (p *Payload) Retain(from int32) detector.Payload { return p.retain(from, nil) }
+
+// retain is Retain, into buf when it has room (a scratch buffer, which the copy then
+// shares), else into bytes of its own.
+func (p *Payload) retain(from int32, buf []byte) *Payload {
 	if p.packed != nil {
 		var v Payload
 		if _, ok := p.unpack(&v, nil); !ok {
-			return p.RetainCall() // not reached: Pack made the block
+			return p.RetainCall().(*Payload) // not reached: Pack made the block
 		}
-		return v.Retain(from)
+		return v.retain(from, nil)
 	}
 	head, tail := p.callParts()
 	hist, dropped := p.value(p.messages), int32(0)
@@ -172,7 +176,10 @@ func (p *Payload) Retain(from int32) detector.Payload {
 			}
 		}
 	}
-	b := make([]byte, 0, n)
+	b := buf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, n)
+	}
 	q := &Payload{omitted: p.omitted + dropped, copied: true}
 	q.call, b = appendSpan(b, head, tail)
 	q.assistant, b = appendSpan(b, p.value(p.assistant), nil)
@@ -208,13 +215,28 @@ func (p *Payload) Retain(from int32) detector.Payload {
 }
 
 // Pack returns a packed copy of p, a copy that Retain made: its values compressed with
-// s2, which AppendOutput unpacks into a scratch buffer. It returns nil when p is not such
-// a copy, is packed already, or when packing would not save an eighth of it (or it is
-// smaller than packMin). The engine packs what a call has kept for a while: most copies
-// are let go within a second or two, and outputs, which unpack, are rare next to arms.
+// s2, which AppendOutput unpacks into a scratch buffer. It returns nil when p is packed
+// already, or when packing would not save an eighth of it (or it is smaller than
+// packMin). The engine packs what a call has kept for a while: most copies are let go
+// within a second or two, and outputs, which unpack, are rare next to arms.
+//
+// A payload as decoded (which the engine keeps instead of a copy when the received
+// bytes never change: see engine.Lasting) is made compact first, as Retain(-1) does; the
+// compact copy is returned when packing it would not pay, so that the received bytes
+// are let go either way.
 func (p *Payload) Pack() detector.Payload {
-	if !p.copied || p.packed != nil {
+	if p.packed != nil {
 		return nil
+	}
+	if !p.copied {
+		// Made compact in a scratch buffer, which the packed copy does not share.
+		sb := getScratch(len(p.data) + len(p.teamID) + len(p.assistantID))
+		q := p.retain(-1, *sb).Pack()
+		putScratch(sb)
+		if q == nil {
+			return p.Retain(-1)
+		}
+		return q
 	}
 	n := 0 // the values end where the strings after them (model, ids) begin
 	for _, s := range [...]span{p.call, p.assistant, p.messages, p.phone, p.customer, p.analysis, p.phoneNumber} {
