@@ -165,3 +165,49 @@ func TestEnginePacksBesideShards(t *testing.T) {
 		t.Errorf("retained %d once packed, %d before; want c1's copy packed to a quarter", st.Retained, before)
 	}
 }
+
+// lastingMsg is a testMsg whose bytes last (engine.Lasting).
+type lastingMsg struct{ *testMsg }
+
+func (lastingMsg) Lasting() {}
+
+// TestEngineKeepsLastingBytes: a call keeps the received payload of a Lasting message
+// as it is, counted whole, and makes no copy; the packer replaces it once kept for
+// DefaultPackAfter (here, with a payload that does not pack, by its compact copy); a
+// payload let go sooner is never copied. A message that is not Lasting is copied at once.
+func TestEngineKeepsLastingBytes(t *testing.T) {
+	log := &retainLog{}
+	h := newHarness(t)
+	send := func(ev *detector.Event) {
+		h.in.Deliver(lastingMsg{h.msg(ev)})
+		h.sync()
+	}
+	var _ Lasting = lastingMsg{}
+	send(packableConv("c1", 1, 3, 200, log))
+	send(packableConv("c2", 1, 3, 200, log))
+	if got := log.take(); len(got) != 0 {
+		t.Errorf("asked %q of lasting messages, want nothing", got)
+	}
+	if st := h.e.Stats(); st.Retained != 1200 {
+		t.Errorf("retained %d, want the two payloads whole, 1200", st.Retained)
+	}
+	// c2 is answered before its copy is due: its payload goes, never copied.
+	send(conv("c2", 2, user("user-0", 0), reply("r-1", 0), user("user-2", 0), reply("r-3", 0)))
+	h.advance(DefaultPackAfter)
+	if got, want := log.take(), []string{"c1@1 -1"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q (the packer's compact copy of c1)", got, want)
+	}
+	h.advance(5 * time.Second)
+	outs := h.sink.take()
+	if len(outs) != 1 || outs[0].callID != "c1" {
+		t.Fatalf("outputs %q, want c1's hang", briefs(outs))
+	}
+	if p, ok := outs[0].out.Snapshot.(*packable); !ok || !p.kept {
+		t.Errorf("c1's hang carries %+v, want the compact copy", outs[0].out.Snapshot)
+	}
+	// Not Lasting: copied as it is kept.
+	h.send(packableConv("c3", 1, 3, 200, log))
+	if got, want := log.take(), []string{"c3@1 -1"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+}

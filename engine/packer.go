@@ -19,6 +19,7 @@ type packJob struct {
 	slot   uint32
 	seq    uint32           // the slot's kept number when the copy was handed over
 	snap   detector.Payload // the copy, a Packer; the packer only reads it
+	view   bool             // snap is a received payload (a Lasting message's), not a copy
 	packed detector.Payload // the packed copy, nil when packing is not worth it
 }
 
@@ -34,6 +35,10 @@ func packer(in <-chan *packJob) {
 	var unwoken []*shard
 	for j := range in {
 		j.packed = j.snap.(Packer).Pack()
+		if j.packed == nil && j.view {
+			// Not worth packing, but the received bytes go: a compact copy replaces them.
+			j.packed = j.snap.(Retainer).Retain(-1)
+		}
 		s := j.s
 		s.q.add(item{packed: j})
 		if !slices.Contains(unwoken, s) {

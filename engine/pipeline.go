@@ -27,6 +27,7 @@ type job struct {
 	// the evidence this item carries (a mark, or the latest mark before a message).
 	received, wall int64
 	stored         bool
+	lasting        bool // the message is Lasting
 	partition      int
 	mark           int64
 	ctl            control
@@ -173,6 +174,7 @@ func (p *pipeline) deliver(m Message, ordered bool) {
 	t, stored := m.Received()
 	j.received, j.wall = p.e.mono.Of(t)
 	j.stored, j.partition = stored, m.Partition()
+	_, j.lasting = m.(Lasting)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -56,6 +56,7 @@ type pack struct {
 	due  int64
 	seq  uint32
 	slot uint32
+	view bool // the copy is the received payload itself
 }
 
 // slot is a call held by a shard. Its fields are laid out so that it takes 96 bytes,
@@ -322,7 +323,7 @@ func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 		outcome = OutcomeIgnored
 	}
 	if st.Kept {
-		s.keep(id, c, ev, st.Tail, retained, now)
+		s.keep(id, c, ev, st.Tail, retained, now, j.lasting)
 	}
 	s.account(before, c.State(), retained, c.Retained())
 	s.step(id, st)
@@ -332,21 +333,29 @@ func (s *shard) applyEvent(j *job, ev *detector.Event, now int64) Outcome {
 // keep replaces the payloads the call now keeps from ev with compact copies: of what
 // its outputs will carry, or, past the retained-bytes budget, of the tail of its
 // history only (SPEC §2, Bounds), so that the received message can be freed. own is
-// what the call kept before ev, which the new copies replace.
-func (s *shard) keep(id uint32, c *detector.Call, ev *detector.Event, tail int32, own int, now int64) {
+// what the call kept before ev, which the new copies replace. The received bytes of a
+// Lasting message are kept as they are instead, until the packer's copy replaces them
+// (they count whole against the budget meanwhile).
+func (s *shard) keep(id uint32, c *detector.Call, ev *detector.Event, tail int32, own int, now int64, lasting bool) {
 	snap, latest := c.Kept()
 	r, ok := ev.Payload.(Retainer)
 	if !ok {
 		return
 	}
 	var keptSnap, keptLatest detector.Payload = snap, latest
+	view := false // keptSnap is the received payload itself
 	if snap == ev.Payload {
 		from := int32(-1)
 		if s.e.retained.Load()-int64(own)+int64(ev.Payload.Len()) > s.e.maxRetained {
 			from = tail
 			s.stats.truncated.Add(1)
 		}
-		keptSnap = r.Retain(from)
+		if from < 0 && lasting && s.e.packAfter > 0 {
+			_, view = ev.Payload.(Packer)
+		}
+		if !view {
+			keptSnap = r.Retain(from)
+		}
 		if s.e.packAfter == 0 {
 			if p, ok := keptSnap.(Packer); ok {
 				if q := p.Pack(); q != nil {
@@ -362,11 +371,11 @@ func (s *shard) keep(id uint32, c *detector.Call, ev *detector.Event, tail int32
 		keptLatest = r.RetainCall()
 	}
 	c.Keep(keptSnap, keptLatest)
-	if keptSnap != snap && s.e.packAfter > 0 {
+	if (keptSnap != snap || view) && s.e.packAfter > 0 {
 		s.kept++
 		sl := s.slots.at(id)
 		sl.kept = s.kept
-		s.packs = append(s.packs, pack{due: now + s.e.packAfter, seq: s.kept, slot: id})
+		s.packs = append(s.packs, pack{due: now + s.e.packAfter, seq: s.kept, slot: id, view: view})
 	}
 }
 
@@ -399,7 +408,7 @@ func (s *shard) packDue() {
 			continue
 		}
 		select {
-		case s.e.packs <- &packJob{s: s, slot: pk.slot, seq: pk.seq, snap: snap}:
+		case s.e.packs <- &packJob{s: s, slot: pk.slot, seq: pk.seq, snap: snap, view: pk.view}:
 			s.packing++
 			continue
 		default:

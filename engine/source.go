@@ -76,6 +76,15 @@ type Message interface {
 	Reject(err error)
 }
 
+// Lasting is a Message whose bytes stay as they are after Done: the source never reuses
+// them (nats.go allocates each message's anew). A call may keep them as they are, instead
+// of a copy, until the packer replaces them with its packed copy (WithPackAfter): most
+// calls let them go sooner, and no copy is made at all.
+type Lasting interface {
+	Message
+	Lasting()
+}
+
 // Decoder decodes a message into detection input (package wire does it for NATS).
 type Decoder interface {
 	// Decode fills ev from data, keeping ev's capacity. An error makes the message bad

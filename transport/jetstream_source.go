@@ -165,6 +165,11 @@ type jsMsg struct {
 	live   bool // acknowledged when done; a replay's ordered consumer takes no acks
 }
 
+var _ engine.Lasting = (*jsMsg)(nil)
+
+// Lasting implements engine.Lasting: nats.go allocates each message's bytes anew.
+func (m *jsMsg) Lasting() {}
+
 func (m *jsMsg) Data() []byte                { return m.m.Data() }
 func (m *jsMsg) Received() (time.Time, bool) { return m.stored, true }
 func (m *jsMsg) Partition() int              { return -1 }

@@ -137,6 +137,11 @@ type coreMsg struct {
 	src      *Source
 }
 
+var _ engine.Lasting = (*coreMsg)(nil)
+
+// Lasting implements engine.Lasting: nats.go allocates each message's bytes anew.
+func (m *coreMsg) Lasting() {}
+
 func (m *coreMsg) Data() []byte                { return m.m.Data }
 func (m *coreMsg) Received() (time.Time, bool) { return m.received, false }
 func (m *coreMsg) Partition() int              { return -1 }
