@@ -23,8 +23,8 @@ const fineSpan = 1500 * time.Microsecond
 
 // preciseTimer waits on a runtime timer until fineSpan before its time, then sleeps the
 // rest in the kernel (nanosleep, with the thread's timer slack set to 1 ns on Linux: the
-// default 50 µs would be added to the wake), holding a thread for at most fineSpan. Like time.Timer since Go 1.23, Stop
-// and Reset discard a value not yet received.
+// default 50 µs would be added to the wake), holding a thread for at most fineSpan.
+// Like time.Timer since Go 1.23, Stop and Reset discard a value not yet received.
 type preciseTimer struct {
 	c      chan time.Time
 	mu     sync.Mutex

@@ -211,3 +211,32 @@ func TestEngineKeepsLastingBytes(t *testing.T) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
 }
+
+// TestEngineLastingPastBudget: a received payload kept as it is counts whole against
+// max-retained-bytes, and past the budget a newly armed call keeps a copy of the tail of
+// its history, as without Lasting (SPEC §2, Bounds).
+func TestEngineLastingPastBudget(t *testing.T) {
+	log := &retainLog{}
+	h := newHarness(t, WithMaxRetainedBytes(1000))
+	send := func(ev *detector.Event) {
+		h.in.Deliver(lastingMsg{h.msg(ev)})
+		h.sync()
+	}
+	send(packableConv("c1", 1, 3, 200, log)) // 600 bytes, kept as received
+	if got := log.take(); len(got) != 0 {
+		t.Errorf("asked %q, want nothing", got)
+	}
+	send(packableConv("c2", 1, 5, 200, log)) // 1000 bytes: past the budget; the tail is r-3, user-4
+	if got, want := log.take(), []string{"c2@1 3"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q", got, want)
+	}
+	if st := h.e.Stats(); st.Retained != 1000 || st.Truncated != 1 {
+		t.Errorf("retained %d, truncated %d; want 1000, 1", st.Retained, st.Truncated)
+	}
+	h.advance(DefaultPackAfter)
+	got := log.take()
+	slices.Sort(got)
+	if want := []string{"c1@1 -1", "c2@1 pack"}; !slices.Equal(got, want) {
+		t.Errorf("asked %q, want %q (c1's compact copy, c2's tail packed)", got, want)
+	}
+}
