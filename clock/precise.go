@@ -30,11 +30,22 @@ type preciseTimer struct {
 	mu     sync.Mutex
 	coarse *time.Timer
 	gen    uint64 // counts the arms, so that a wake of an earlier one does nothing
+	hook   func() // OnFire's
 	active bool
 	at     time.Time
 }
 
-var _ clockwork.Timer = (*preciseTimer)(nil)
+var _ Hooked = (*preciseTimer)(nil)
+
+// Hooked is a timer that can also call a function when it fires, on its own goroutine,
+// just after it sends the time on its channel: what must begin on time whatever its
+// owner is busy with. The machine's clock's timers are Hooked; a fake clock's are not.
+type Hooked interface {
+	clockwork.Timer
+	// OnFire sets the function called at every firing from then on (nil: none). It is
+	// called with the timer's lock held: it must not block, nor use the timer.
+	OnFire(f func())
+}
 
 func newPreciseTimer(d time.Duration) *preciseTimer {
 	t := &preciseTimer{c: make(chan time.Time, 1)}
@@ -56,8 +67,8 @@ func (t *preciseTimer) arm(d time.Duration) {
 	t.coarse = time.AfterFunc(d-fineSpan, func() { t.fine(gen) })
 }
 
-// fine sleeps until the time of arm gen, then fires unless the timer was stopped or
-// reset meanwhile.
+// fine sleeps until the time of arm gen, then fires (sends the time, then calls the
+// hook) unless the timer was stopped or reset meanwhile.
 func (t *preciseTimer) fine(gen uint64) {
 	t.mu.Lock()
 	at, live := t.at, gen == t.gen && t.active
@@ -69,8 +80,8 @@ func (t *preciseTimer) fine(gen uint64) {
 		sleep(d)
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if gen != t.gen || !t.active {
+		t.mu.Unlock()
 		return
 	}
 	t.active = false
@@ -78,6 +89,19 @@ func (t *preciseTimer) fine(gen uint64) {
 	case t.c <- time.Now():
 	default:
 	}
+	// Last: what the hook wakes runs as soon as this goroutine ends, before what the
+	// channel woke (the runtime runs the goroutine readied last first).
+	if t.hook != nil {
+		t.hook()
+	}
+	t.mu.Unlock()
+}
+
+// OnFire implements Hooked.
+func (t *preciseTimer) OnFire(f func()) {
+	t.mu.Lock()
+	t.hook = f
+	t.mu.Unlock()
 }
 
 // disarm stops the timer and discards a value not yet received; mu is held.

@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,6 +74,28 @@ func TestPreciseTimer(t *testing.T) {
 		}
 		if at := <-tm.Chan(); at.Sub(start) < fineSpan+3*d {
 			t.Errorf("fired after %v, before the reset's time", at.Sub(start))
+		}
+	})
+	t.Run("hook as it fires", func(t *testing.T) {
+		var hooked atomic.Int32
+		tm := newPreciseTimer(d)
+		tm.OnFire(func() { hooked.Add(1) })
+		<-tm.Chan()
+		tm.Stop() // the hook runs under the timer's lock: once Stop has it, the hook is done
+		if n := hooked.Load(); n != 1 {
+			t.Errorf("the hook ran %d times for one firing, want 1", n)
+		}
+		tm.Reset(d)
+		<-tm.Chan()
+		tm.Stop()
+		if n := hooked.Load(); n != 2 {
+			t.Errorf("the hook ran %d times after a reset fired, want 2", n)
+		}
+		tm.Reset(d)
+		tm.Stop()
+		nothing(tm, 3*d)
+		if n := hooked.Load(); n != 2 {
+			t.Errorf("the hook ran %d times, want 2: a stopped timer called it", n)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package clock
 
 import (
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -38,6 +39,11 @@ type Scheduler struct {
 	timer clockwork.Timer // created by the first Rearm that has a deadline to wait for
 	at    int64           // the wheel time the timer was last set for
 	armed bool            // the timer runs for at and its wake has not been handled
+	hook  func()          // OnFire's
+	// deadline is the deadline the timer runs for, or 0 when it runs for a point where
+	// the wheel hands a level down: the hook is called for a firing at or after it only.
+	// Read by the timer's goroutine, whose firing may be of the arm before.
+	deadline atomic.Int64
 }
 
 // NewScheduler returns a Scheduler with no deadline, on a time line of c of its own,
@@ -79,7 +85,7 @@ func (s *Scheduler) Wake(fire func(id uint32, at int64)) {
 // it when nothing is armed. When Next has not changed and still lies ahead of the wheel
 // it makes no timer call and reads no clock.
 func (s *Scheduler) Rearm() {
-	next, ok := s.Next()
+	next, deadline, ok := s.next()
 	if !ok {
 		if s.armed {
 			s.timer.Stop()
@@ -87,19 +93,27 @@ func (s *Scheduler) Rearm() {
 		}
 		return
 	}
-	s.arm(next)
+	s.arm(next, deadline)
 }
 
 // arm sets the timer to fire at next, unless it runs for next already. A target at or
 // before the wheel's time has fired or is about to, so the timer is spent even if it
 // was set for it (a deadline set in the past equal to it).
-func (s *Scheduler) arm(next int64) {
+func (s *Scheduler) arm(next int64, deadline bool) {
 	if s.armed && next == s.at && next > s.Now() {
 		return
+	}
+	if deadline {
+		s.deadline.Store(next)
+	} else {
+		s.deadline.Store(0)
 	}
 	d := time.Duration(subSat(next, s.mono.Now()))
 	if s.timer == nil {
 		s.timer = s.clock.NewTimer(d)
+		if h, ok := s.timer.(Hooked); ok && s.hook != nil {
+			h.OnFire(s.fired)
+		}
 	} else {
 		// The fake timer keeps a value sent before Reset; drop it to spare a spurious
 		// wake. Nothing is lost: the timer is set to the earliest thing to do.
@@ -112,6 +126,20 @@ func (s *Scheduler) arm(next int64) {
 	s.at, s.armed = next, true
 }
 
+// OnFire has f called on the timer's own goroutine each time it fires for a deadline
+// (not for a point where the wheel hands a level down), just after the wake is sent on
+// C, when the clock's timers can (Hooked: the machine's clock; not a fake one): what must
+// begin when a deadline is due even while the owner, who waits on C, is busy. The owner
+// still handles every wake. f must not block. Call it before the first Rearm.
+func (s *Scheduler) OnFire(f func()) { s.hook = f }
+
+// fired is the timer's hook: OnFire's, when the timer fires for a deadline.
+func (s *Scheduler) fired() {
+	if at := s.deadline.Load(); at != 0 && s.mono.Now() >= at {
+		s.hook()
+	}
+}
+
 // RearmAfter sets the timer to the first deadline after t (Wheel.NextAfter), or stops
 // it when none is known: the owner is waiting for evidence that covers the deadlines up
 // to t, and a deadline after t needs its own.
@@ -121,7 +149,7 @@ func (s *Scheduler) RearmAfter(t int64) {
 		s.Stop()
 		return
 	}
-	s.arm(next)
+	s.arm(next, true)
 }
 
 // Due reports whether the next thing to do is due by now: then a timer would fire at

@@ -425,3 +425,34 @@ func TestSchedulerRealClock(t *testing.T) {
 		t.Errorf("fired %v before the deadline", time.Duration(at-now))
 	}
 }
+
+// TestSchedulerOnFire: on the machine's clock, the hook runs as the timer fires for a
+// deadline, and not when it fires for a point where the wheel hands a level down.
+func TestSchedulerOnFire(t *testing.T) {
+	c := Real()
+	s := NewScheduler(c)
+	var hooks atomic.Int32
+	s.OnFire(func() { hooks.Add(1) })
+	// Past level 0 (256 ms): the timer first fires to hand a level down.
+	at := c.Now().Add(600 * time.Millisecond).UnixNano()
+	s.Set(1, at)
+	s.Rearm()
+	wakes := 0
+	for fired := false; !fired; {
+		select {
+		case <-s.C():
+			wakes++
+			s.Wake(func(uint32, int64) { fired = true })
+			s.Rearm()
+		case <-time.After(10 * time.Second):
+			t.Fatal("no wake")
+		}
+	}
+	s.Stop() // the hook runs under the timer's lock: once Stop has had it, the hook is done
+	if n := hooks.Load(); n != 1 {
+		t.Errorf("%d hook calls, want 1: for the deadline, none for a hand-down", n)
+	}
+	if wakes < 2 {
+		t.Errorf("%d wakes, want one to hand a level down first", wakes)
+	}
+}

@@ -196,18 +196,24 @@ func (w *Wheel) grow(id uint32) {
 // where a higher level must be handed down, strictly after Now. ok is false when no
 // deadline is armed.
 func (w *Wheel) Next() (at int64, ok bool) {
+	at, _, ok = w.next()
+	return at, ok
+}
+
+// next is Next, and whether at is a deadline (not a hand-down point).
+func (w *Wheel) next() (at int64, deadline, ok bool) {
 	if w.count == 0 {
-		return 0, false
+		return 0, false, false
 	}
 	// Everything in level 0 is earlier than everything above it.
 	if t, ok := w.firstLevel0Tick(); ok {
 		w.loadDue(t)
 		if e, ok := w.dueFront(); ok {
-			return e.at, true
+			return e.at, true, true
 		}
 	}
 	c, _ := w.nextCascadeTick()
-	return c * tickNs, true
+	return c * tickNs, false, true
 }
 
 // NextAfter returns the earliest deadline after t, when that deadline lies in level 0
