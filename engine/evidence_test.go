@@ -560,6 +560,47 @@ func TestEngineProbesLaterDeadline(t *testing.T) {
 	}
 }
 
+// TestEngineAsksOnTime: with timers that call a hook as they fire (the machine's), the
+// proof of a deadline is asked for as the deadline falls due, by the timer's own
+// goroutine, before the shard wakes (in the middle of a batch, or waiting for a CPU, it
+// would ask late); the shard, once awake, does not ask again.
+func TestEngineAsksOnTime(t *testing.T) {
+	h, hooked := newHookedHarness(t, WithShards(1))
+	h.send(conv("c1", 1, user("user-1", 0)))
+	hooked.Advance(4999 * time.Millisecond)
+	h.in.Mark(h.clock.Now())
+	h.barrier() // the timer is set for the deadline itself
+	h.cut()
+	before := h.e.Stats().Probes
+	hooked.Advance(time.Millisecond)
+	if n := h.e.Stats().Probes - before; n != 1 {
+		t.Fatalf("%d probes as the deadline fell due, before the shard woke; want 1", n)
+	}
+	h.barrier()
+	if n := h.e.Stats().Probes - before; n != 1 {
+		t.Errorf("%d probes once the shard woke, want 1: it asked again", n)
+	}
+	h.restore()
+	if got, want := briefs(h.sink.take()), []string{"hang c1 user-1 turn-timeout 5000ms@5000"}; !slices.Equal(got, want) {
+		t.Errorf("published %q, want %q", got, want)
+	}
+	// A timer late for a deadline that the input has caught up with meanwhile (a mark
+	// came first) asks nothing.
+	s := h.e.shards[0]
+	h.in.Mark(h.clock.Now())
+	h.barrier()
+	before = h.e.Stats().Probes
+	s.onTimer()
+	if n := h.e.Stats().Probes - before; n != 0 {
+		t.Errorf("%d probes from a timer whose time the evidence covers, want 0", n)
+	}
+	h.clock.Advance(time.Millisecond)
+	s.onTimer()
+	if n := h.e.Stats().Probes - before; n != 1 {
+		t.Errorf("%d probes from a timer past the evidence, want 1", n)
+	}
+}
+
 // TestEngineTimerFires checks the path without Sync: the shard's one clock timer fires
 // at the deadline, the shard asks for a mark, and the source's answer fires the hang.
 func TestEngineTimerFires(t *testing.T) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/hangwatch/hangwatch/clock"
 	"runtime"
 	"strconv"
 	"strings"
@@ -272,10 +273,27 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 // nothing yet.
 func newUnmarkedHarness(t testing.TB, opts ...Option) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: clockwork.NewFakeClockAt(start), sink: &recordingSink{},
+	fake := clockwork.NewFakeClockAt(start)
+	return newHarnessOn(t, fake, fake, opts...)
+}
+
+// newHookedHarness is newHarness on a hookedClock.
+func newHookedHarness(t testing.TB, opts ...Option) (*harness, *hookedClock) {
+	t.Helper()
+	fake := clockwork.NewFakeClockAt(start)
+	hooked := &hookedClock{FakeClock: fake}
+	h := newHarnessOn(t, fake, hooked, opts...)
+	h.in.Mark(h.clock.Now())
+	return h, hooked
+}
+
+// newHarnessOn starts an engine on clk, which runs on fake.
+func newHarnessOn(t testing.TB, fake *clockwork.FakeClock, clk clockwork.Clock, opts ...Option) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: fake, sink: &recordingSink{},
 		src: &testSource{in: make(chan Intake, 1)}, dec: &testDecoder{events: map[string]*detector.Event{}}}
 	h.src.clock = h.clock
-	e, err := New(h.src, h.dec, h.sink, append([]Option{WithClock(h.clock), WithShards(2), WithDecoders(2)}, opts...)...)
+	e, err := New(h.src, h.dec, h.sink, append([]Option{WithClock(clk), WithShards(2), WithDecoders(2)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,3 +577,94 @@ func (p *retPayload) RetainCall() detector.Payload {
 }
 
 var _ Retainer = (*retPayload)(nil)
+
+// hookedClock is a fake clock whose timers are clock.Hooked, like the machine's: a timer
+// that falls due as the clock moves calls its hook, on the goroutine that moved the
+// clock, then sends on its channel (the machine's timers do both on their own goroutine,
+// the other way round), so that a test sees what the hook did before the owner wakes.
+type hookedClock struct {
+	*clockwork.FakeClock
+	mu     sync.Mutex
+	timers []*hookedTimer
+}
+
+type hookedTimer struct {
+	c      *hookedClock
+	ch     chan time.Time
+	at     time.Time
+	active bool
+	hook   func()
+}
+
+var _ clock.Hooked = (*hookedTimer)(nil)
+
+func (c *hookedClock) NewTimer(d time.Duration) clockwork.Timer {
+	t := &hookedTimer{c: c, ch: make(chan time.Time, 1)}
+	c.mu.Lock()
+	t.at, t.active = c.Now().Add(d), true
+	c.timers = append(c.timers, t)
+	c.mu.Unlock()
+	c.fire()
+	return t
+}
+
+func (c *hookedClock) Advance(d time.Duration) {
+	c.FakeClock.Advance(d)
+	c.fire()
+}
+
+// fire fires the timers due.
+func (c *hookedClock) fire() {
+	c.mu.Lock()
+	now := c.Now()
+	var due []*hookedTimer
+	for _, t := range c.timers {
+		if t.active && !t.at.After(now) {
+			t.active = false
+			due = append(due, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		if t.hook != nil {
+			t.hook()
+		}
+		select {
+		case t.ch <- now:
+		default:
+		}
+	}
+}
+
+func (t *hookedTimer) Chan() <-chan time.Time { return t.ch }
+
+func (t *hookedTimer) OnFire(f func()) {
+	t.c.mu.Lock()
+	t.hook = f
+	t.c.mu.Unlock()
+}
+
+func (t *hookedTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = false
+	select {
+	case <-t.ch:
+	default:
+	}
+	return was
+}
+
+func (t *hookedTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	was := t.active
+	select {
+	case <-t.ch:
+	default:
+	}
+	t.at, t.active = t.c.Now().Add(d), true
+	t.c.mu.Unlock()
+	t.c.fire()
+	return was
+}

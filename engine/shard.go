@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ type shard struct {
 	// every deadline up to it, so a deadline due by then asks once, and a later one asks
 	// again at once, without waiting for that proof to come back.
 	requested int64
+	// asked is the latest time the timer's own goroutine asked for a mark (onTimer): the
+	// shard takes it into requested when it wakes.
+	asked atomic.Int64
 	// held counts the holds in force (replays, takeovers): no deadline fires meanwhile.
 	held int
 	// overdue says that a deadline may be due and covered by the evidence without the
@@ -95,7 +99,23 @@ func newShard(e *Engine) *shard {
 		tombs:  newTombs(int64(e.maxEnded), len(e.shards), &e.tombs),
 	}
 	s.fire = s.tick
+	s.sched.OnFire(s.onTimer)
 	return s
+}
+
+// onTimer runs on the shard's timer goroutine as the timer fires for a deadline (with
+// the machine's clock): the proof that the input has caught up with it is asked for at
+// once, not once the shard (in the middle of a batch, or waiting for a CPU) has woken up
+// and looked. The shard takes asked into requested when it wakes, and does not ask again
+// (unless it woke and looked first: the source takes two asks at once as one). It reads
+// only atomics.
+func (s *shard) onTimer() {
+	now := s.e.mono.Now()
+	if now <= s.stats.evidence.Load() {
+		return
+	}
+	s.asked.Store(now)
+	s.e.probe()
 }
 
 func (s *shard) run() {
@@ -107,6 +127,7 @@ func (s *shard) run() {
 		case <-s.q.wake:
 		case <-s.sched.C():
 		}
+		s.requested = max(s.requested, s.asked.Load())
 		// A deadline due now is asked about before the batch is applied: the proof's round
 		// trip then runs beside it.
 		s.askIfDue()
@@ -144,9 +165,15 @@ func (s *shard) askIfDue() {
 		return
 	}
 	if now := s.e.mono.Now(); s.needsProof(now) {
-		s.requested = now
-		s.e.probe()
+		s.ask(now)
 	}
+}
+
+// ask asks the source for a mark at now, and yields: the source's prober, just woken,
+// would otherwise run only once the shard blocks, after its batch.
+func (s *shard) ask(now int64) {
+	s.requested = now
+	s.e.probe()
 }
 
 // needsProof reports whether a deadline due by now is covered neither by the evidence
@@ -241,8 +268,7 @@ func (s *shard) settle() {
 		return
 	}
 	if s.needsProof(now) {
-		s.requested = now
-		s.e.probe()
+		s.ask(now)
 	}
 	// The timer wakes for the first deadline that the proof asked for does not cover:
 	// it asks for its own proof then, beside the one in flight.
