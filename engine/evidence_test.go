@@ -560,6 +560,28 @@ func TestEngineProbesLaterDeadline(t *testing.T) {
 	}
 }
 
+// TestEngineAnsweredTurnAsksNothing: the deadline of a turn answered is moved to the
+// call's TTL at once, not left to an early tick, which would need a proof of the input
+// (a round trip) first: nothing is asked of the source when that deadline's time comes.
+func TestEngineAnsweredTurnAsksNothing(t *testing.T) {
+	h := newHarness(t, WithShards(1))
+	h.send(conv("c1", 1, user("user-1", 0)))
+	h.clock.Advance(100 * time.Millisecond)
+	h.send(conv("c1", 101, user("user-1", 0), reply("r-1", 100)))
+	h.cut()
+	before := h.e.Stats().Probes
+	for range 60 {
+		h.advance(100 * time.Millisecond) // past the turn's deadline, at 5 s
+	}
+	if n := h.e.Stats().Probes - before; n != 0 {
+		t.Errorf("%d probes for the deadline of a turn answered, want 0", n)
+	}
+	h.restore()
+	if got := h.sink.take(); len(got) != 0 {
+		t.Errorf("published %q, want nothing", briefs(got))
+	}
+}
+
 // TestEngineAsksOnTime: with timers that call a hook as they fire (the machine's), the
 // proof of a deadline is asked for as the deadline falls due, by the timer's own
 // goroutine, before the shard wakes (in the middle of a batch, or waiting for a CPU, it

@@ -494,9 +494,11 @@ func (s *shard) step(id uint32, st detector.Step) {
 		s.release(id)
 		return
 	}
-	// A later wake than the one scheduled is left to a harmless early tick: the TTL moves
-	// with every event, and rescheduling it each time would cost more than that tick.
-	if at, ok := s.sched.Deadline(id); !ok || st.Wake < at {
+	// The wake is moved later too: an early tick would cost a proof of the input (a
+	// round trip) before it could even tick, where moving it costs a few nanoseconds.
+	// A turn answered leaves its deadline for the TTL: left in place, every answered
+	// turn's deadline would ask for a proof.
+	if at, ok := s.sched.Deadline(id); !ok || st.Wake != at {
 		s.sched.Set(id, st.Wake)
 		s.overdue = s.overdue || st.Wake <= s.evidence
 	}
