@@ -111,8 +111,9 @@ type Step struct {
 	// Outputs are the outputs to publish, in order; nil when there are none (nearly
 	// always), so that only they cost an allocation.
 	Outputs []*Output
-	// Wake is when the call next needs a Tick, in engine nanoseconds. An earlier tick is
-	// harmless.
+	// Wake is when the call next needs a Tick, in engine nanoseconds. An earlier tick
+	// changes nothing but costs (the engine proves its input before any tick), so the
+	// engine schedules exactly this.
 	Wake int64
 	// Forget says that the call has expired: drop it.
 	Forget bool
