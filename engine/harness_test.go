@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"github.com/hangwatch/hangwatch/clock"
 	"runtime"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/jonboulle/clockwork"
 
+	"github.com/hangwatch/hangwatch/clock"
 	"github.com/hangwatch/hangwatch/detector"
 )
 

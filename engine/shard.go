@@ -165,15 +165,9 @@ func (s *shard) askIfDue() {
 		return
 	}
 	if now := s.e.mono.Now(); s.needsProof(now) {
-		s.ask(now)
+		s.requested = now
+		s.e.probe()
 	}
-}
-
-// ask asks the source for a mark at now, and yields: the source's prober, just woken,
-// would otherwise run only once the shard blocks, after its batch.
-func (s *shard) ask(now int64) {
-	s.requested = now
-	s.e.probe()
 }
 
 // needsProof reports whether a deadline due by now is covered neither by the evidence
@@ -268,7 +262,8 @@ func (s *shard) settle() {
 		return
 	}
 	if s.needsProof(now) {
-		s.ask(now)
+		s.requested = now
+		s.e.probe()
 	}
 	// The timer wakes for the first deadline that the proof asked for does not cover:
 	// it asks for its own proof then, beside the one in flight.
