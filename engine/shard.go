@@ -30,11 +30,9 @@ type shard struct {
 	evidence int64
 	// requested is the latest time a mark was asked for: the proof asked for then covers
 	// every deadline up to it, so a deadline due by then asks once, and a later one asks
-	// again at once, without waiting for that proof to come back.
-	requested int64
-	// asked is the latest time the timer's own goroutine asked for a mark (onTimer): the
-	// shard takes it into requested when it wakes.
-	asked atomic.Int64
+	// again at once, without waiting for that proof to come back. The shard and its
+	// timer's goroutine (onTimer) both ask.
+	requested atomic.Int64
 	// held counts the holds in force (replays, takeovers): no deadline fires meanwhile.
 	held int
 	// overdue says that a deadline may be due and covered by the evidence without the
@@ -106,16 +104,29 @@ func newShard(e *Engine) *shard {
 // onTimer runs on the shard's timer goroutine as the timer fires for a deadline (with
 // the machine's clock): the proof that the input has caught up with it is asked for at
 // once, not once the shard (in the middle of a batch, or waiting for a CPU) has woken up
-// and looked. The shard takes asked into requested when it wakes, and does not ask again
-// (unless it woke and looked first: the source takes two asks at once as one). It reads
+// and looked. Whichever of the two looks first asks; the other finds it asked. It reads
 // only atomics.
 func (s *shard) onTimer() {
 	now := s.e.mono.Now()
 	if now <= s.stats.evidence.Load() {
 		return
 	}
-	s.asked.Store(now)
-	s.e.probe()
+	s.ask(now)
+}
+
+// ask asks the source for a mark at now, unless a mark at or after now was asked for
+// already.
+func (s *shard) ask(now int64) {
+	for {
+		r := s.requested.Load()
+		if r >= now {
+			return
+		}
+		if s.requested.CompareAndSwap(r, now) {
+			s.e.probe()
+			return
+		}
+	}
 }
 
 func (s *shard) run() {
@@ -127,7 +138,6 @@ func (s *shard) run() {
 		case <-s.q.wake:
 		case <-s.sched.C():
 		}
-		s.requested = max(s.requested, s.asked.Load())
 		// A deadline due now is asked about before the batch is applied: the proof's round
 		// trip then runs beside it.
 		s.askIfDue()
@@ -165,8 +175,7 @@ func (s *shard) askIfDue() {
 		return
 	}
 	if now := s.e.mono.Now(); s.needsProof(now) {
-		s.requested = now
-		s.e.probe()
+		s.ask(now)
 	}
 }
 
@@ -177,10 +186,11 @@ func (s *shard) needsProof(now int64) bool {
 	if !s.sched.Due(now) {
 		return false
 	}
-	if s.requested <= s.evidence {
+	requested := s.requested.Load()
+	if requested <= s.evidence {
 		return true
 	}
-	at, ok := s.sched.NextAfter(s.requested)
+	at, ok := s.sched.NextAfter(requested)
 	return ok && at <= now
 }
 
@@ -262,12 +272,11 @@ func (s *shard) settle() {
 		return
 	}
 	if s.needsProof(now) {
-		s.requested = now
-		s.e.probe()
+		s.ask(now)
 	}
 	// The timer wakes for the first deadline that the proof asked for does not cover:
 	// it asks for its own proof then, beside the one in flight.
-	s.sched.RearmAfter(s.requested)
+	s.sched.RearmAfter(s.requested.Load())
 }
 
 // advance ticks every call whose wake time is covered by the evidence and the clock,
