@@ -108,22 +108,38 @@ func (s *Scheduler) arm(next int64, deadline bool) {
 	} else {
 		s.deadline.Store(0)
 	}
-	d := time.Duration(subSat(next, s.mono.Now()))
+	now := s.mono.Now()
+	s.set(time.Duration(subSat(next, now)))
+	// A timer counts from the clock's time when it is set: a clock stepped between the
+	// reading above and the set (a fake clock, by a test's goroutine) would leave it late
+	// by the whole step, and the deadline would wait for the next one. Set it again.
+	if later := s.mono.Now(); later-now >= int64(stepped) {
+		s.set(time.Duration(subSat(next, later)))
+	}
+	s.at, s.armed = next, true
+}
+
+// stepped is how far the clock must move between reading it and setting the timer for
+// arm to set it again: a step of a fake clock; the machine's moves less (unless the
+// goroutine is descheduled there, and then resetting costs little).
+const stepped = time.Microsecond
+
+// set sets the timer to fire in d.
+func (s *Scheduler) set(d time.Duration) {
 	if s.timer == nil {
 		s.timer = s.clock.NewTimer(d)
 		if h, ok := s.timer.(Hooked); ok && s.hook != nil {
 			h.OnFire(s.fired)
 		}
-	} else {
-		// The fake timer keeps a value sent before Reset; drop it to spare a spurious
-		// wake. Nothing is lost: the timer is set to the earliest thing to do.
-		select {
-		case <-s.timer.Chan():
-		default:
-		}
-		s.timer.Reset(d)
+		return
 	}
-	s.at, s.armed = next, true
+	// The fake timer keeps a value sent before Reset; drop it to spare a spurious wake.
+	// Nothing is lost: the timer is set to the earliest thing to do.
+	select {
+	case <-s.timer.Chan():
+	default:
+	}
+	s.timer.Reset(d)
 }
 
 // OnFire has f called on the timer's own goroutine each time it fires for a deadline

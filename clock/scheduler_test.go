@@ -456,3 +456,37 @@ func TestSchedulerOnFire(t *testing.T) {
 		t.Errorf("%d wakes, want one to hand a level down first", wakes)
 	}
 }
+
+// steppingClock is a fake clock that a test's goroutine steps right after the scheduler
+// has read it (once, when step is set): the race of a test stepping the clock while
+// its owner sets the timer.
+type steppingClock struct {
+	*clockwork.FakeClock
+	step bool
+}
+
+func (c *steppingClock) Since(t time.Time) time.Duration {
+	d := c.FakeClock.Since(t)
+	if c.step {
+		c.step = false
+		c.FakeClock.Advance(time.Millisecond)
+	}
+	return d
+}
+
+// TestSchedulerClockStepsWhileArming: a clock stepped between the scheduler's reading
+// and the timer's set does not leave the timer late by the step.
+func TestSchedulerClockStepsWhileArming(t *testing.T) {
+	c := &steppingClock{FakeClock: clockwork.NewFakeClockAt(time.Unix(0, 1_000_000_000))}
+	s := NewScheduler(c)
+	at := c.Now().Add(5 * time.Millisecond).UnixNano()
+	s.Set(1, at)
+	c.step = true
+	s.Rearm() // reads the clock at 1 s; the clock is then at 1.001 s
+	c.FakeClock.Advance(4 * time.Millisecond)
+	select {
+	case <-s.C():
+	default:
+		t.Fatalf("no wake at the deadline: the timer counted from the step")
+	}
+}
