@@ -602,6 +602,10 @@ func TestEngineAsksOnTime(t *testing.T) {
 	if n := h.e.Stats().Probes - before; n != 1 {
 		t.Errorf("%d probes once the shard woke, want 1: it asked again", n)
 	}
+	// Asked for, not proved (the source does not answer): nothing fires yet (SPEC §2).
+	if got := h.sink.take(); len(got) != 0 {
+		t.Fatalf("published %q before the proof came back", briefs(got))
+	}
 	h.restore()
 	if got, want := briefs(h.sink.take()), []string{"hang c1 user-1 turn-timeout 5000ms@5000"}; !slices.Equal(got, want) {
 		t.Errorf("published %q, want %q", got, want)
