@@ -171,7 +171,7 @@ func (e *Engine) Sync(ctx context.Context) error {
 	j := e.pipe.pool.Get().(*job)
 	j.barrier, j.mark = b, e.pipe.mark
 	j.ready <- struct{}{}
-	e.pipe.order <- j
+	e.pipe.enqueue(j)
 	e.pipe.mu.Unlock()
 	select {
 	case <-b.done:

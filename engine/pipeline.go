@@ -129,9 +129,14 @@ type pipeline struct {
 	work   chan *job  // message jobs, to the decode workers
 	mark   int64      // the latest mark, engine time
 	closed bool       // the channels are closed: the source returned
+	// queued counts the jobs in order that the sequencer has not yet handed on: raised
+	// under mu as a job enters order, lowered by the sequencer once it is done with one.
+	queued atomic.Int64
 
-	// The sequencer's broadcast of marks to every shard: the latest it sent, and when.
-	sent, sentAt int64
+	// The marks broadcast to every shard: the latest sent (by the sequencer or by Mark),
+	// and when the sequencer last sent one.
+	sent   atomic.Int64
+	sentAt int64
 }
 
 // markEvery is how often the sequencer hands a mark to every shard while messages keep
@@ -186,20 +191,34 @@ func (p *pipeline) deliver(m Message, ordered bool) {
 		p.mark = j.received
 	}
 	j.mark = p.mark
-	p.order <- j
+	p.enqueue(j)
 	p.work <- j
 	p.mu.Unlock()
 }
 
-// Mark implements Intake.
+// enqueue puts j in the order; p.mu is held.
+func (p *pipeline) enqueue(j *job) {
+	p.queued.Add(1)
+	p.order <- j
+}
+
+// Mark implements Intake. When the sequencer holds nothing, every job delivered
+// before is in its shard's queue already: the mark goes straight to every shard, one
+// hop less between a proof and the hangs it lets fire. Otherwise it takes its place in
+// the order, behind what the sequencer has yet to hand on.
 func (p *pipeline) Mark(t time.Time) {
 	at, _ := p.e.mono.Of(t)
 	p.mu.Lock()
-	if at > p.mark {
-		p.mark = at
-		p.control(ctlMark, at, 0)
+	defer p.mu.Unlock()
+	if at <= p.mark || p.closed {
+		return
 	}
-	p.mu.Unlock()
+	p.mark = at
+	if p.queued.Load() == 0 {
+		p.send(at)
+		return
+	}
+	p.control(ctlMark, at, 0)
 }
 
 // Gap implements Intake.
@@ -237,7 +256,7 @@ func (p *pipeline) control(c control, v, from int64) {
 		j.partition = int(v)
 	}
 	j.ready <- struct{}{}
-	p.order <- j
+	p.enqueue(j)
 }
 
 func (p *pipeline) put(j *job) {
@@ -278,7 +297,7 @@ func (p *pipeline) sequence() {
 			for _, s := range e.shards {
 				s.q.push(item{barrier: j.barrier, mark: j.mark})
 			}
-			p.sent = max(p.sent, j.mark)
+			p.raiseSent(j.mark)
 			p.put(j)
 		case j.ctl != ctlNone:
 			c, part := j.ctl, j.partition
@@ -300,21 +319,34 @@ func (p *pipeline) sequence() {
 		// Whatever the job was, a mark not yet broadcast reaches every shard once nothing
 		// waits behind it, or markEvery after the last broadcast: a shard that gets no
 		// message must not wait for more input to see the input catch up.
-		if seen > p.sent && (len(p.order) == 0 || e.mono.Now()-p.sentAt >= markEvery) {
-			p.broadcast(seen)
+		if seen > p.sent.Load() && (len(p.order) == 0 || e.mono.Now()-p.sentAt >= markEvery) {
+			p.send(seen)
+			p.sentAt = e.mono.Now()
 		}
+		p.queued.Add(-1)
 	}
-	if p.mark > p.sent {
-		p.broadcast(p.mark)
+	if p.mark > p.sent.Load() {
+		p.send(p.mark)
 	}
 }
 
-// broadcast hands a mark to every shard.
-func (p *pipeline) broadcast(mark int64) {
+// send hands a mark to every shard. A shard takes the latest mark it has seen, so one
+// that comes after a later one (the sequencer's and Mark's may cross) changes nothing.
+func (p *pipeline) send(mark int64) {
 	for _, s := range p.e.shards {
 		s.q.push(item{mark: mark})
 	}
-	p.sent, p.sentAt = mark, p.e.mono.Now()
+	p.raiseSent(mark)
+}
+
+// raiseSent records that every shard has been sent mark.
+func (p *pipeline) raiseSent(mark int64) {
+	for {
+		sent := p.sent.Load()
+		if mark <= sent || p.sent.CompareAndSwap(sent, mark) {
+			return
+		}
+	}
 }
 
 // finish gives a message job back once its shard is done with it.

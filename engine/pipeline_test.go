@@ -256,3 +256,56 @@ func TestEngineDeliverBlockedAtStop(t *testing.T) {
 		t.Errorf("calls %d, done %d; want 2 (stuck, in-flight), 2", st.Calls, h.src.doneCount())
 	}
 }
+
+// TestPipelineMarkSkipsIdleSequencer: a mark given while the sequencer holds nothing
+// goes straight to every shard's queue; one given while a job waits in the order takes
+// its place behind it. (The engine is not run: the queues are looked at as they are.)
+func TestPipelineMarkSkipsIdleSequencer(t *testing.T) {
+	e, err := New(&testSource{}, &testDecoder{}, &recordingSink{}, WithShards(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.pipe
+	marks := func() (n int) {
+		for _, s := range e.shards {
+			items, _ := s.q.take(nil)
+			for _, it := range items {
+				if it.job == nil && it.barrier == nil && it.ctl == ctlNone && it.mark > 0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	p.Mark(at(time.Second))
+	if got := marks(); got != 3 || len(p.order) != 0 {
+		t.Fatalf("idle sequencer: %d shards got the mark, %d jobs in the order; want 3, 0", got, len(p.order))
+	}
+	p.Hold() // a job the sequencer has not handed on
+	p.Mark(at(2 * time.Second))
+	if got := marks(); got != 0 || len(p.order) != 2 {
+		t.Fatalf("busy sequencer: %d shards got the mark, %d jobs in the order; want 0, 2", got, len(p.order))
+	}
+}
+
+// TestEngineMarkBehindReply: a reply held in decoding, then a mark past its call's
+// deadline: the mark waits behind the reply, so no hang fires (evidence before
+// verdict), and the sequencer's shortcut for marks never overtakes a message.
+func TestEngineMarkBehindReply(t *testing.T) {
+	h := newHarness(t)
+	h.send(conv("c1", 1, user("user-1", 0)))
+	h.cut()
+	h.advance(5 * time.Second) // due: the shard asks, nobody answers yet
+	msg := h.msg(conv("c1", 2, user("user-1", 0), reply("reply-1", 4900)))
+	open := h.dec.gate(string(msg.data))
+	h.in.Deliver(msg)
+	h.in.Mark(h.clock.Now())
+	open()
+	h.barrier()
+	if got := briefs(h.sink.take()); len(got) != 0 {
+		t.Fatalf("published %q before the reply held in decoding was applied", got)
+	}
+	if n := h.e.pipe.queued.Load(); n != 0 {
+		t.Errorf("%d jobs counted in the order after a barrier, want 0: marks would never skip the sequencer", n)
+	}
+}
