@@ -303,12 +303,27 @@ func (p *prober) run(ctx context.Context) {
 		before, ended := prev, make(chan struct{})
 		prev = ended
 		wg.Go(func() {
-			t, err := p.begin(ctx)
+			// The proof ends once: in the barrier's callback when the one begun before it
+			// has ended by then (the marks reach the engine from the subscription's
+			// goroutine, without waking this one first), else here after it.
+			var once atomic.Bool
+			t, err := p.begin(ctx, func(t time.Time) {
+				select {
+				case <-before:
+					if once.CompareAndSwap(false, true) {
+						p.end(t)
+						close(ended)
+					}
+				default:
+				}
+			})
 			<-before
-			if err == nil {
-				p.end(t)
+			if once.CompareAndSwap(false, true) {
+				if err == nil {
+					p.end(t)
+				}
+				close(ended)
 			}
-			close(ended)
 			<-slots
 			if err != nil && ctx.Err() == nil {
 				// Unreachable or slow: nothing is marked, so nothing fires; try again soon,
@@ -329,7 +344,7 @@ const probeRetry = 100 * time.Millisecond
 
 // prove proves once; see begin and end.
 func (p *prober) prove(ctx context.Context) error {
-	t, err := p.begin(ctx)
+	t, err := p.begin(ctx, nil)
 	if err == nil {
 		p.end(t)
 	}
@@ -337,8 +352,10 @@ func (p *prober) prove(ctx context.Context) error {
 }
 
 // begin runs a proof begun at t: a flush round trip, then a barrier behind every
-// message queued before its answer.
-func (p *prober) begin(ctx context.Context) (t time.Time, err error) {
+// message queued before its answer. passed, when not nil, is called with t as the
+// barrier is passed, from the goroutine that passes it (a subscription's), before begin
+// returns.
+func (p *prober) begin(ctx context.Context, passed func(time.Time)) (t time.Time, err error) {
 	s := p.s
 	nc := s.conn.NATS()
 	s.stats.probes.Add(1)
@@ -352,7 +369,12 @@ func (p *prober) begin(ctx context.Context) (t time.Time, err error) {
 		return t, fmt.Errorf("flush: %w", err)
 	}
 	handed := make(chan struct{})
-	if err := nc.Barrier(func() { close(handed) }); err != nil {
+	if err := nc.Barrier(func() {
+		if passed != nil {
+			passed(t)
+		}
+		close(handed)
+	}); err != nil {
 		s.stats.probeErrors.Add(1)
 		return t, fmt.Errorf("barrier: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -140,6 +141,41 @@ func TestSourceFirstMarkOnceSubscribed(t *testing.T) {
 	pub := plainClient(t, srv)
 	publish(t, pub, subject, statusUpdate("c1", "ongoing", 1))
 	rec.wait(t, "the event published after the first mark", func(es []entry) bool { return count(es, isMessage) == 1 })
+}
+
+// TestSourceMarksFromTheSubscription: a proof that ends with none before it in flight
+// gives its mark from the goroutine that passes the barrier (the subscription's, which
+// hands the messages over), not after waking the proof's own goroutine: one hop less
+// between a deadline and its hang.
+func TestSourceMarksFromTheSubscription(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	src, rec, _ := startSource(t, conn, SourceOptions{})
+	subG := make(chan uint64, 1)
+	if err := conn.NATS().Barrier(func() { subG <- goid() }); err != nil {
+		t.Fatal(err)
+	}
+	want := <-subG
+	markG := make(chan uint64, 1)
+	rec.onMark = func(time.Time) { markG <- goid() }
+	src.Probe()
+	select {
+	case got := <-markG:
+		if got != want {
+			t.Errorf("the mark was given on goroutine %d, want the subscription's, %d", got, want)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no mark")
+	}
+}
+
+// goid returns the id of the calling goroutine.
+func goid() uint64 {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	f := strings.Fields(string(b)) // "goroutine 123 [running]: ..."
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
 }
 
 // blockingCore is a zap core that blocks the writes of one message until its gate is
