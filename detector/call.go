@@ -34,23 +34,27 @@ type Call struct {
 	speech     int64
 	open       *stretch // the unanswered or hung stretch; nil while idle
 	orderCount int32
+	orderOwn   bool // orderTime is the own time of the tail, not message.timestamp
 	seen       bool // a snapshot of the call was applied
 	ended      bool
 }
 
 // order returns the order of the latest snapshot applied.
 func (c *Call) order() order {
-	return order{time: c.orderTime, tail: c.orderTail, count: c.orderCount, seen: c.seen}
+	return order{time: c.orderTime, own: c.orderOwn, tail: c.orderTail, count: c.orderCount, seen: c.seen}
 }
 
 // setOrder makes o the order of the latest snapshot applied.
 func (c *Call) setOrder(o order) {
-	c.orderTime, c.orderTail, c.orderCount, c.seen = o.time, o.tail, o.count, o.seen
+	c.orderTime, c.orderOwn, c.orderTail, c.orderCount, c.seen = o.time, o.own, o.tail, o.count, o.seen
 }
 
 // order is the place of a snapshot among those of its call (SPEC §2).
 type order struct {
-	time  int64  // message.timestamp, Unix ms; 0 for none
+	// time is message.timestamp, Unix ms; without one, the own time of its tail (own
+	// set); 0 for neither.
+	time  int64
+	own   bool
 	tail  uint64 // key of its last message that detection reads
 	count int32  // its length
 	seen  bool
@@ -231,8 +235,11 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 
 // newer reports whether a snapshot is newer than the one applied, and if so takes its
 // place (SPEC §2): by message.timestamp; without one (or on a tie), when it ends with a
-// message the applied one did not end with and holds that one before its end, or when
-// it is longer. The same snapshot again is newer: applying it changes nothing.
+// message the applied one did not end with and holds that one before its end, else,
+// when both ends carry their own times, when its end is the later message (a sliding
+// window that moved past the applied one's end, after a snapshot lost or with several
+// messages at once), else when it is longer. The same snapshot again is newer:
+// applying it changes nothing.
 func (c *Call) newer(ev *Event) bool {
 	next, newer := c.placed(ev)
 	if newer {
@@ -245,20 +252,26 @@ func (c *Call) newer(ev *Event) bool {
 func (c *Call) placed(ev *Event) (order, bool) {
 	n := len(ev.Messages)
 	var tail uint64
+	var tailTime int64 // the own time of its tail, Unix ms; 0 for none
 	if n > 0 {
-		tail = ev.Messages[n-1].Key
+		tail, tailTime = ev.Messages[n-1].Key, ev.Messages[n-1].Time
 	}
 	next := order{time: ev.Time, tail: tail, count: ev.Count, seen: true}
+	if ev.Time == 0 && tailTime != 0 {
+		next.time, next.own = tailTime, true
+	}
 	o := c.order()
 	switch {
 	case !o.seen:
 		return next, true
-	case o.time != 0 && ev.Time != 0 && o.time != ev.Time:
+	case !o.own && o.time != 0 && ev.Time != 0 && o.time != ev.Time:
 		return next, ev.Time > o.time
 	case o.tail == tail:
 		return next, ev.Count >= o.count
 	case o.tail != 0 && tail != 0 && holds(ev.Messages[:n-1], o.tail):
 		return next, true
+	case o.own && o.time != 0 && tailTime != 0 && o.time != tailTime:
+		return next, tailTime > o.time
 	}
 	return next, ev.Count > o.count
 }

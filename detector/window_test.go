@@ -125,3 +125,51 @@ func TestNeverDeliveredSnapshotLive(t *testing.T) {
 		},
 	})
 }
+
+// TestWindowMovedPastAppliedEnd: a producer that sends a sliding window of the latest
+// two messages without message.timestamp, and loses a snapshot or brings two messages
+// at once: the next window no longer holds the end of the one applied, and is no
+// longer than it. It ends with a message the applied one lacks (SPEC §2), which the
+// own times of the two ends tell: it is newer, and so is every later one. A late
+// window that ends with an earlier message is still older.
+func TestWindowMovedPastAppliedEnd(t *testing.T) {
+	w, u1, r1 := greeting("w", 0), hello("user-1", 1000), reply("r1", 2000)
+	u2, u3 := hello("user-2", 3000), hello("user-3", 3500)
+	runCallTests(t, []callTest{
+		{
+			name: "a window after a lost one",
+			give: []op{
+				conv(1000, w, u1).sent(noTS),
+				conv(2000, u1, r1).sent(noTS),
+				// lost: conv(3000, r1, u2)
+				conv(3500, u2, u3).sent(noTS),
+				tick(8500),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 8500, wait: 5000, threshold: 5000,
+				deadline: 8500, snapshot: "e2", latest: "e2"}},
+		},
+		{
+			name: "an update that brings two messages at once",
+			give: []op{
+				conv(1000, w, u1).sent(noTS),
+				conv(2000, u1, r1).sent(noTS),
+				conv(3000, r1, u2).sent(noTS), // it holds r1 before its end
+				conv(4000, reply("r2", 3900), hello("user-4", 4000)).sent(noTS),
+				tick(9000),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-4", first: "user-4", at: 9000, wait: 5000, threshold: 5000,
+				deadline: 9000, snapshot: "e3", latest: "e3"}},
+		},
+		{
+			name: "a late window that ends earlier is older",
+			give: []op{
+				conv(1000, w, u1).sent(noTS),
+				conv(3500, u2, u3).sent(noTS),
+				conv(2000, u1, r1).sent(noTS), // late: ignored
+				tick(8500),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-1", at: 8500, wait: 5000, threshold: 5000,
+				deadline: 8500, snapshot: "e1", latest: "e1"}},
+		},
+	})
+}
