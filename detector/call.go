@@ -195,12 +195,14 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 		// subject may have replaced the snapshot that held the reply with this later one.)
 		// In a rebuild (Held) only the latest message of each subject is read, so an event
 		// that does not answer is no evidence: a reply may have stood in a message since
-		// replaced; except for an end whose own history shows the stretch unanswered to
-		// the end.
+		// replaced. An end is, unless its own history shows a reply: the latest snapshot
+		// read shows the stretch unanswered, and a reply would have come in a later one,
+		// which would have replaced it; a call that ended during a failover or restart,
+		// past its deadline, gets its hang late and its hang-unresolved (SPEC §6).
 		at, _ := Deadline(o.first.anchor, o.last.anchor, &o.th, o.stage)
 		if ev.Stored && at <= ev.Received || at <= now {
 			answers, inTime := c.answersBy(cfg, ev, at)
-			proves := !ev.Held || ev.Ends() && ev.HasHistory && ev.Count > 0 && !c.repliedIn(ev.Messages)
+			proves := !ev.Held || ev.Ends() && !(ev.HasHistory && ev.Count > 0 && c.repliedIn(ev.Messages))
 			if answers && !inTime || !answers && (ev.Stored && at <= ev.Received && proves || c.movedOn(ev)) {
 				hang := c.Tick(cfg, at, now)
 				step := c.apply(cfg, ev, now)

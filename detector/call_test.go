@@ -621,11 +621,23 @@ func TestCallEnd(t *testing.T) {
 			},
 		},
 		{
-			// A reply may have stood in a message the stream has replaced since.
-			name: "rebuilt: an end after the deadline without a history is no evidence",
+			// The call ended during a failover or restart: the latest snapshot read shows
+			// the stretch unanswered, and a reply would have replaced it (SPEC §6).
+			name: "rebuilt: an end after the deadline without a history: hang, then unresolved",
 			give: []op{
 				conv(9000, u1).stored(1000).held(),
 				endReport(9000).stored(7000).sent(7000).held(),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 9000, wait: 8000, threshold: 5000, deadline: 6000, snapshot: "e0", latest: "e0"},
+				{kind: unres, reason: turnTO, user: "user-1", first: "user-1", at: 9000, wait: 6000, snapshot: "e0", latest: "e1"},
+			},
+		},
+		{
+			name: "rebuilt: an end before the deadline is no hang",
+			give: []op{
+				conv(9000, u1).stored(1000).held(),
+				endReport(9000).stored(4000).sent(4000).held(),
 			},
 		},
 		{
