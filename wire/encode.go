@@ -2,6 +2,7 @@ package wire
 
 import (
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -216,9 +217,58 @@ func appendValue(dst, v []byte, absent string) []byte {
 
 // MsgID returns the Nats-Msg-Id of an output, <callId>:<firstUserMessageId>:hang,
 // :resolved or :unresolved, so that a JetStream stream drops the duplicates of engines
-// that detect the same stall.
+// that detect the same stall. It is the webhook-id too, so it must be a header value
+// that NATS and net/http carry unchanged: in each of the two ids, a byte below 0x20 or
+// 0x7f (which NATS turns into a space or trims, and net/http refuses), '%', ':' (which
+// separates the parts) and a space that begins the call id (which both trim) are
+// percent-encoded as %XX, in capitals. An id without them, as voice platforms make
+// them, is kept byte for byte; and since the encoding can be undone, two outputs never
+// share an id, which the hang stream's dedupe would drop one of.
 func MsgID(callID string, out *detector.Output) string {
-	return callID + ":" + out.FirstUserMessageID + ":" + out.Kind.Suffix()
+	first, suffix := out.FirstUserMessageID, out.Kind.Suffix()
+	n := msgIDPartLen(callID, true) + msgIDPartLen(first, false)
+	if n == len(callID)+len(first) {
+		return callID + ":" + first + ":" + suffix
+	}
+	var b strings.Builder
+	b.Grow(n + 2 + len(suffix))
+	writeMsgIDPart(&b, callID, true)
+	b.WriteByte(':')
+	writeMsgIDPart(&b, first, false)
+	b.WriteByte(':')
+	b.WriteString(suffix)
+	return b.String()
+}
+
+// msgIDEscaped reports whether MsgID percent-encodes c, the byte at i of an id (lead:
+// the call id, which begins the header value).
+func msgIDEscaped(c byte, i int, lead bool) bool {
+	return c < 0x20 || c == 0x7f || c == '%' || c == ':' || (c == ' ' && i == 0 && lead)
+}
+
+// msgIDPartLen returns the length of id in a Nats-Msg-Id.
+func msgIDPartLen(id string, lead bool) int {
+	n := len(id)
+	for i := 0; i < len(id); i++ {
+		if msgIDEscaped(id[i], i, lead) {
+			n += 2
+		}
+	}
+	return n
+}
+
+// writeMsgIDPart writes id as MsgID encodes it.
+func writeMsgIDPart(b *strings.Builder, id string, lead bool) {
+	const upperHex = "0123456789ABCDEF"
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; msgIDEscaped(c, i, lead) {
+			b.WriteByte('%')
+			b.WriteByte(upperHex[c>>4])
+			b.WriteByte(upperHex[c&0xf])
+		} else {
+			b.WriteByte(c)
+		}
+	}
 }
 
 const hexDigits = "0123456789abcdef"

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/textproto"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -442,17 +444,91 @@ func TestAppendOutputAllocs(t *testing.T) {
 
 func TestMsgID(t *testing.T) {
 	tests := []struct {
-		give detector.Output
-		want string
+		name        string
+		call, first string
+		kind        detector.Kind
+		want        string
 	}{
-		{give: detector.Output{Kind: detector.KindHang, FirstUserMessageID: "user-2"}, want: "call-1:user-2:hang"},
-		{give: detector.Output{Kind: detector.KindResolved, FirstUserMessageID: "user-2"}, want: "call-1:user-2:resolved"},
-		{give: detector.Output{Kind: detector.KindUnresolved, FirstUserMessageID: "user-2"}, want: "call-1:user-2:unresolved"},
+		{"hang", "call-1", "user-2", detector.KindHang, "call-1:user-2:hang"},
+		{"resolved", "call-1", "user-2", detector.KindResolved, "call-1:user-2:resolved"},
+		{"unresolved", "call-1", "user-2", detector.KindUnresolved, "call-1:user-2:unresolved"},
+		{"uuid and a fallback id", "c4a7e2d9-5b1f-4c3e-9a8d-7e6f5a4b3c2d", "user-1772700009618-887816ed", detector.KindHang,
+			"c4a7e2d9-5b1f-4c3e-9a8d-7e6f5a4b3c2d:user-1772700009618-887816ed:hang"},
+		{"inner spaces, non-ascii and punctuation kept", "José's call #1", "turn 1/2;x=y", detector.KindHang, "José's call #1:turn 1/2;x=y:hang"},
+		{"empty ids", "", "", detector.KindHang, "::hang"},
+		{"newline", "call\nE", "user-1", detector.KindHang, "call%0AE:user-1:hang"},
+		{"control characters", "\r\t\x00\x1f\x7f", "a\x01", detector.KindHang, "%0D%09%00%1F%7F:a%01:hang"},
+		{"percent", "50%", "%0A", detector.KindHang, "50%25:%250A:hang"},
+		{"colon", "a:b", "c:", detector.KindResolved, "a%3Ab:c%3A:resolved"},
+		{"a space that begins the value", " call", " user", detector.KindHang, "%20call: user:hang"},
 	}
 	for _, tt := range tests {
-		if got := MsgID("call-1", &tt.give); got != tt.want {
-			t.Errorf("MsgID = %q, want %q", got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			got := MsgID(tt.call, &detector.Output{Kind: tt.kind, FirstUserMessageID: tt.first})
+			if got != tt.want {
+				t.Errorf("MsgID(%q, %q) = %q, want %q", tt.call, tt.first, got, tt.want)
+			}
+			checkMsgID(t, got, tt.call, tt.first, tt.kind)
+		})
+	}
+}
+
+// TestMsgIDInjective: ids that a careless encoding would merge (NATS turns a newline
+// into a space; a colon in an id shifts the split) give different Nats-Msg-Ids, or the
+// hang stream's dedupe would drop one call's output as the other's duplicate.
+func TestMsgIDInjective(t *testing.T) {
+	tests := [][2]string{
+		{"call\nE", "u"}, {"call E", "u"}, {"call%0AE", "u"}, {"call%250AE", "u"}, {"call\rE", "u"},
+		{"a:b", "c"}, {"a", "b:c"}, {"a%3Ab", "c"}, {"a", "b%3Ac"},
+		{" call", "u"}, {"call", "u"}, {"%20call", "u"}, {"\tcall", "u"},
+		{"", ":"}, {":", ""}, {"", "%3A"},
+	}
+	seen := map[string][2]string{}
+	for _, tt := range tests {
+		id := MsgID(tt[0], &detector.Output{Kind: detector.KindHang, FirstUserMessageID: tt[1]})
+		if prev, ok := seen[id]; ok {
+			t.Errorf("MsgID(%q, %q) = MsgID(%q, %q) = %q", tt[0], tt[1], prev[0], prev[1], id)
 		}
+		seen[id] = tt
+	}
+}
+
+// FuzzMsgID checks that any ids give a Nats-Msg-Id that is a header value NATS and
+// net/http carry unchanged, and from which the ids and the kind can be read back: no two
+// outputs share one.
+func FuzzMsgID(f *testing.F) {
+	f.Add("call-1", "user-2", uint8(0))
+	f.Add("call\nE", "u\r", uint8(1))
+	f.Add(" %3A:", "\x7f\t ", uint8(2))
+	f.Add("José\xff", "", uint8(0))
+	f.Fuzz(func(t *testing.T, callID, first string, kind uint8) {
+		k := detector.Kind(kind%3 + 1)
+		checkMsgID(t, MsgID(callID, &detector.Output{Kind: k, FirstUserMessageID: first}), callID, first, k)
+	})
+}
+
+// checkMsgID checks that id is a valid header value, which NATS and net/http neither
+// change nor refuse, and that it reads back as callID, first and kind.
+func checkMsgID(t *testing.T, id, callID, first string, kind detector.Kind) {
+	t.Helper()
+	for i := 0; i < len(id); i++ {
+		// Stricter than net/http's httpguts.ValidHeaderFieldValue, which lets a tab
+		// through: NATS would trim one at the edge.
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			t.Fatalf("MsgID(%q, %q) = %q: byte %#x at %d is no header value's", callID, first, id, c, i)
+		}
+	}
+	if textproto.TrimString(id) != id {
+		t.Fatalf("MsgID(%q, %q) = %q: NATS and net/http would trim it", callID, first, id)
+	}
+	parts := strings.Split(id, ":")
+	if len(parts) != 3 {
+		t.Fatalf("MsgID(%q, %q) = %q: want 3 parts", callID, first, id)
+	}
+	gotCall, err1 := url.PathUnescape(parts[0])
+	gotFirst, err2 := url.PathUnescape(parts[1])
+	if err1 != nil || err2 != nil || gotCall != callID || gotFirst != first || parts[2] != kind.Suffix() {
+		t.Fatalf("MsgID(%q, %q) = %q reads back as %q, %q, %q (%v, %v)", callID, first, id, gotCall, gotFirst, parts[2], err1, err2)
 	}
 }
 

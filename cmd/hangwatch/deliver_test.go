@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +140,56 @@ func TestReadyzWhenDeliveryStops(t *testing.T) {
 	h.until(func() bool { code, _ := h.get("/readyz"); return code == http.StatusServiceUnavailable }, "/readyz 503")
 	if _, body := h.get("/readyz"); !strings.Contains(body, "webhook delivery stopped") {
 		t.Errorf("/readyz says %q, want why", body)
+	}
+}
+
+// TestDeliverCallIDWithControlCharacters pins that an output of a call whose id holds a
+// control character reaches the webhook (SPEC §1: any JSON string is a call id; §3: each
+// URL gets each output): its webhook-id, the Nats-Msg-Id, is percent-encoded into a
+// valid header value, which net/http sends and NATS carries unchanged, so the webhook-id
+// equals the Nats-Msg-Id a subscriber sees. Before, net/http refused the header on every
+// attempt until --deliver-max-age.
+func TestDeliverCallIDWithControlCharacters(t *testing.T) {
+	got := make(chan string, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("webhook-id")
+	}))
+	defer recv.Close()
+	h := startTestSidecar(t, zap.InfoLevel, "--deliver-url", recv.URL, "--deliver-secret", testDeliverSecret)
+	sub, err := h.client.SubscribeSync("voice.hang.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"plain-call", "call\nE"} {
+		h.send(h.event(id, "hello", "user-1"))
+	}
+	h.advance(5 * time.Second)
+	want := map[string]bool{"plain-call:user-1:hang": true, "call%0AE:user-1:hang": true}
+	onNATS := map[string]bool{}
+	for range want {
+		m, err := sub.NextMsg(waitFor)
+		if err != nil {
+			t.Fatalf("hangs on NATS: got Nats-Msg-Ids %q, then %v", slices.Sorted(maps.Keys(onNATS)), err)
+		}
+		onNATS[m.Header.Get("Nats-Msg-Id")] = true
+	}
+	if !maps.Equal(onNATS, want) {
+		t.Errorf("Nats-Msg-Ids %q, want %q", slices.Sorted(maps.Keys(onNATS)), slices.Sorted(maps.Keys(want)))
+	}
+	delivered := map[string]bool{}
+	deadline := time.After(waitFor)
+	for len(delivered) < len(want) {
+		select {
+		case id := <-got:
+			delivered[id] = true
+		case <-deadline:
+			t.Fatalf("webhook deliveries: got ids %q, want one for each of the 2 hung calls", slices.Sorted(maps.Keys(delivered)))
+		}
+	}
+	if !maps.Equal(delivered, want) {
+		t.Errorf("webhook-ids %q, want the Nats-Msg-Ids %q", slices.Sorted(maps.Keys(delivered)), slices.Sorted(maps.Keys(want)))
 	}
 }
