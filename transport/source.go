@@ -30,8 +30,8 @@ type SourceOptions struct {
 	// DeadLetter, when set, is the subject rejected events are republished on, with
 	// headers that give the reason.
 	DeadLetter string
-	// DrainTimeout bounds how long Run waits for its subscriptions to drain, from when
-	// its context is done (default 10 s).
+	// DrainTimeout bounds how long Run takes to stop once its context is done: a last
+	// proof of its progress, then the drain of its subscriptions (default 10 s).
 	DrainTimeout time.Duration
 	// ProbeEvery is how often the source proves, unasked, how far its input has caught
 	// up (default DefaultProbeEvery); the engine asks in between when a deadline waits.
@@ -176,8 +176,8 @@ func (s *Source) Probe() {
 }
 
 // Run subscribes, hands every event to in until ctx is done, proves its progress with
-// marks, then drains its subscriptions (the events NATS already holds are still
-// delivered) and returns.
+// marks, then proves it once more, drains its subscriptions (the events NATS already
+// holds are still delivered) and returns.
 func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 	nc := s.conn.NATS()
 	handle := func(m *nats.Msg) {
@@ -195,7 +195,7 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 			err = sub.SetPendingLimits(s.o.PendingMsgs, s.o.PendingBytes)
 		}
 		if err != nil {
-			s.drain(subs)
+			s.drain(subs, s.o.DrainTimeout)
 			return fmt.Errorf("subscribe %q: %w", subject, err)
 		}
 		subs = append(subs, sub)
@@ -216,7 +216,7 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 			break
 		}
 		if ctx.Err() != nil {
-			s.drain(subs)
+			s.drain(subs, s.o.DrainTimeout)
 			return nil
 		}
 		if nc.IsClosed() {
@@ -224,14 +224,14 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 		}
 		s.o.Limited.Warn("subscribed, but NATS does not answer yet: retrying", zap.Error(err))
 		if !sleepCtx(ctx, backoff(attempt)) {
-			s.drain(subs)
+			s.drain(subs, s.o.DrainTimeout)
 			return nil
 		}
 	}
 	// A subscription the server refused (the credentials may not subscribe to it) is
 	// known by now: the server answers it before the flush of the first proof.
 	if err := refusedSubscription(nc, s.o.Subjects); err != nil {
-		s.drain(subs)
+		s.drain(subs, s.o.DrainTimeout)
 		return err
 	}
 	s.ready.Store(true)
@@ -250,12 +250,27 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 	wg.Wait()
 	s.ready.Store(false)
 	s.dropped() // read before the subscriptions drain and stop saying
-	drainedAt := s.o.Now()
-	if derr := s.drain(subs); derr == nil && err == nil {
-		// Drained: every message the server routed before the drain began was handed
-		// over, so the deadlines up to then may fire as the engine stops.
-		in.Mark(drainedAt)
+	stopBy := time.Now().Add(s.o.DrainTimeout)
+	if err == nil {
+		// The deadlines due by now may fire as the engine stops, but only on the same
+		// evidence as ever: a proof begun now, which reports what was lost since the
+		// last one before it marks, and marks nothing when the server does not answer.
+		//
+		// That the subscriptions drained is no such evidence. nats.go's drain flushes
+		// (a PONG after the UNSUB would say that every message routed before the UNSUB
+		// has been read), but ignores the flush's error: when the connection goes stale
+		// or reconnects, its pending flushes fail at once, nothing is pending, and the
+		// subscription says it is closed, while what the server accepted before the
+		// stop is still in a link that hangs. Nor would a flush after the drain do:
+		// when the drain's own flush times out instead, the subscription is removed,
+		// and the messages read after that are dropped without being counted.
+		proofCtx, cancel := context.WithDeadline(context.Background(), stopBy)
+		if perr := p.prove(proofCtx); perr != nil {
+			s.o.Logger.Warn("stopping without proof that the input caught up: the deadlines due now do not fire", zap.Error(perr))
+		}
+		cancel()
 	}
+	s.drain(subs, time.Until(stopBy))
 	return err
 }
 
@@ -287,6 +302,10 @@ func (p *prober) run(ctx context.Context) {
 	slots := make(chan struct{}, maxProofs)
 	prev := make(chan struct{}) // closed when the proof begun last has ended
 	close(prev)
+	// A proof whose barrier is passed as the prober stops may end in the callback after
+	// its own goroutine has exited: wait for that end too, so that none runs beside the
+	// proof Run gives as it stops.
+	defer func() { <-prev }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -364,7 +383,11 @@ func (p *prober) begin(ctx context.Context, passed func(time.Time)) (t time.Time
 		return t, nats.ErrConnectionReconnecting
 	}
 	t = s.o.Now()
-	if err := nc.FlushTimeout(probeTimeout); err != nil {
+	timeout := probeTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if err := nc.FlushTimeout(timeout); err != nil {
 		s.stats.probeErrors.Add(1)
 		return t, fmt.Errorf("flush: %w", err)
 	}
@@ -411,9 +434,8 @@ func (p *prober) end(t time.Time) {
 	p.last = t
 }
 
-// drain drains the subscriptions and waits until they are closed, for at most the
-// drain timeout.
-func (s *Source) drain(subs []*nats.Subscription) error {
+// drain drains the subscriptions and waits until they are closed, for at most timeout.
+func (s *Source) drain(subs []*nats.Subscription, timeout time.Duration) error {
 	closed := make([]<-chan nats.SubStatus, len(subs))
 	for i, sub := range subs {
 		closed[i] = sub.StatusChanged(nats.SubscriptionClosed)
@@ -421,8 +443,8 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 			_ = sub.Unsubscribe()
 		}
 	}
-	timeout := time.NewTimer(s.o.DrainTimeout)
-	defer timeout.Stop()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	for i, c := range closed {
 		select {
 		case <-c:
@@ -430,11 +452,11 @@ func (s *Source) drain(subs []*nats.Subscription) error {
 			// A closed connection closes its subscriptions without saying so, and
 			// delivers nothing more.
 			return fmt.Errorf("drain subscriptions: %w", nats.ErrConnectionClosed)
-		case <-timeout.C:
+		case <-timer.C:
 			for _, sub := range subs[i:] {
 				_ = sub.Unsubscribe()
 			}
-			return fmt.Errorf("drain subscriptions: not done after %v", s.o.DrainTimeout)
+			return fmt.Errorf("drain subscriptions: not done after %v", timeout)
 		}
 	}
 	return nil

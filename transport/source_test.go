@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/hangwatch/hangwatch/internal/natstest"
 	"github.com/hangwatch/hangwatch/wire"
 )
 
@@ -498,6 +499,84 @@ func TestSourceDrains(t *testing.T) {
 	}
 	if last := es[len(es)-1]; last.kind != kindMark || last.at.Before(cancelAt) {
 		t.Errorf("the drain ended with %v, want a mark at or after the cancel %v:\n%s", last, cancelAt, dump(es))
+	}
+}
+
+// TestSourceNoMarkOnDrainWhileServerSilent: the server stops answering (paused, or a
+// link that hangs) and the source is told to stop. No round trip begun after the freeze
+// completes, so the drain must mark no time after it (SPEC §2: a deadline D fires only
+// after a round trip begun at or after D has completed). nats.go reports a drain done
+// even when its own flush failed: "drained" alone is no evidence.
+func TestSourceNoMarkOnDrainWhileServerSilent(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	link := natstest.StartProxy(t, listenOf(srv.Embedded))
+	conn := connect(t, srv, ConnOptions{URL: link.URL()})
+	_, rec, stop := startSource(t, conn, SourceOptions{})
+
+	link.Freeze()
+	defer link.Thaw()
+	frozenAt := time.Now()
+	start := rec.len()
+	began := time.Now()
+	err := stop() // SIGTERM: the source drains and returns
+	t.Logf("Run returned %v after %v", err, time.Since(began).Round(time.Millisecond))
+	es := rec.all()[start:]
+	for _, e := range es {
+		if isMark(e) && !e.at.Before(frozenAt) {
+			t.Errorf("marked %s, after the server stopped answering at %s, with no round trip since:\n%s",
+				e.at.Format("15:04:05.000"), frozenAt.Format("15:04:05.000"), dump(es))
+		}
+	}
+}
+
+// TestSourceDrainReportsDrops: events the subscription dropped as a slow consumer since
+// the last proof are reported as a gap before the mark the source gives as it stops,
+// as any proof reports them: the stop's mark is evidence like any other.
+func TestSourceDrainReportsDrops(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	src, rec, stop := startSource(t, conn, SourceOptions{PendingBytes: 4 << 10})
+	lastMark := rec.all()[0].at
+	pub := plainClient(t, srv)
+
+	rec.hold()
+	for i := range 100 {
+		call := fmt.Sprint("c", i)
+		if err := pub.Publish(eventSubject(call, "status-update"), statusUpdate(call, "ongoing", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "events dropped", func() bool { return src.Stats().Dropped > 0 })
+	start := rec.len()
+	cancelAt := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	rec.release()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Run() = %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Run did not return")
+	}
+	es := rec.all()
+	i := indexOf(es, start, isMark)
+	if i < 0 || es[i].at.Before(cancelAt) {
+		t.Fatalf("no mark at or after the cancel %v as the source stopped:\n%s", cancelAt, dump(es[start:]))
+	}
+	g := indexOf(es, start, isGap)
+	if g < 0 || g > i {
+		t.Fatalf("no gap before the stop's mark after the drops:\n%s", dump(es[start:]))
+	}
+	if gap := es[g]; !gap.at.Equal(lastMark) || !gap.to.Equal(es[i].at) {
+		t.Errorf("gap %v, want it from the last mark %v to the stop's %v", gap, lastMark, es[i])
+	}
+	if st := src.Stats(); st.Gaps != 1 {
+		t.Errorf("Stats().Gaps = %d, want 1", st.Gaps)
 	}
 }
 
