@@ -193,3 +193,27 @@ func TestDeliverCallIDWithControlCharacters(t *testing.T) {
 		t.Errorf("webhook-ids %q, want the Nats-Msg-Ids %q", slices.Sorted(maps.Keys(delivered)), slices.Sorted(maps.Keys(want)))
 	}
 }
+
+// TestShutdownWithWebhookDownExitsClean pins that a shutdown in core mode with a webhook
+// receiver that is down exits 0 (SPEC §4): the wait for the held deliveries uses the
+// whole --drain-timeout up, and the NATS connection, flushed and closed before it, is not
+// left an expired deadline to close with. What is still held is lost, with a warning.
+func TestShutdownWithWebhookDownExitsClean(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	url := down.URL
+	down.Close()
+	h := startTestSidecar(t, zap.InfoLevel, "--drain-timeout", "1s",
+		"--deliver-url", url, "--deliver-secret", testDeliverSecret)
+	h.send(h.event("call-1", "hello", "user-1"))
+	h.advance(5 * time.Second)
+	h.until(func() bool { return h.sc.engine.Stats().Hangs() == 1 }, "the hang")
+	h.until(func() bool { return h.sc.delivering.Stats().Held == 1 }, "the hang held for a retry")
+	h.cancel()
+	h.cancel = nil
+	if err := <-h.done; err != nil {
+		t.Errorf("sidecar run() = %v after SIGTERM, want nil (exit 0)", err)
+	}
+	if n := h.logs.FilterMessageSnippet("webhook deliveries pending").Len(); n != 1 {
+		t.Errorf("%d warnings that deliveries were pending at the deadline, want 1", n)
+	}
+}

@@ -104,7 +104,7 @@ func sidecarFlags(c *command) *sidecarOptions {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9464", "host:port serving /metrics, /healthz and /readyz; empty disables it")
 	fs.BoolVar(&o.jetstream, "jetstream", false, "read events from a JetStream stream and publish outputs into one: nothing is lost or repeated across restarts")
 	fs.StringVar(&o.stream, "stream", transport.DefaultStream, "with --jetstream: the events stream over --subject, created if missing")
-	fs.Int64Var(&o.streamPerSubject, "stream-per-subject", 1, "with --jetstream: messages the events stream keeps per subject when it creates it; 1 fits the layout voice.events.<callId>.<type>")
+	fs.Int64Var(&o.streamPerSubject, "stream-per-subject", 2, "with --jetstream: messages the events stream keeps per subject when it creates it, all read by a rebuild when more than one; 2 fits the layout voice.events.<callId>.<type> and a producer that repeats an older snapshot late")
 	fs.StringVar(&o.hangStream, "hang-stream", transport.DefaultHangStream, "with --jetstream: the stream of the outputs, created if missing; it republishes each output once on its subject")
 	fs.StringVar(&o.durable, "durable", transport.DefaultDurable, "with --jetstream: the durable consumer of the events; one per hangwatch (with --group: the start of the partitions' consumer names, <durable>-<group>-<n>)")
 	fs.IntVar(&o.hangQueue, "hang-queue", transport.DefaultSinkQueue, "with --jetstream: outputs waiting to be stored in the hang stream; past it detection waits")
@@ -253,7 +253,9 @@ type sidecar struct {
 	ingestLn net.Listener    // the HTTP ingest's, nil without --http-listen
 	// Run beside the engine until it stops, each by Run(ctx); front (the HTTP ingest)
 	// stops as soon as the shutdown begins, so that no event is taken in meanwhile.
-	beside, front []runner
+	// beside stops before the NATS connection closes; outlast, which needs no NATS (the
+	// metrics, core mode's webhook deliverer), after it, once the deliveries are done.
+	beside, front, outlast []runner
 	// jsSink is the JetStream sink, which outlives the engine to publish what it made.
 	jsSink  *transport.JetStreamSink
 	abandon func(context.Context) // undoes the setup of a start that failed
@@ -432,7 +434,7 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 			delivered.stats = d.Stats
 			sinkOpts.Tap = d.Deliver
 			sc.delivering = d
-			sc.beside = append(sc.beside, runner{"webhook delivery", d.Run})
+			sc.outlast = append(sc.outlast, runner{"webhook delivery", d.Run})
 		}
 		src, sink := transport.NewSource(conn, so), transport.NewSink(conn, sinkOpts)
 		source, output, sc.probe = src, sink, src.Probe
@@ -495,24 +497,26 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 			return sc, fmt.Errorf("--metrics-listen: %w", err)
 		}
 		sc.metrics = srv
-		sc.beside = append(sc.beside, runner{"metrics", srv.Run})
+		sc.outlast = append(sc.outlast, runner{"metrics", srv.Run})
 	}
-	sc.beside = append(sc.beside, runner{"memory", memoryReturner(eng, log)})
+	sc.outlast = append(sc.outlast, runner{"memory", memoryReturner(eng, log)})
 	sc.stats = sources
 	return sc, nil
 }
 
 // run runs the engine until ctx is done, then shuts down in order: the subscription
 // drains, the engine applies what it received and publishes what is due, the sink
-// stores what it holds, the connection flushes and closes, the embedded server stops.
-// The shutdown has one deadline, the drain timeout after ctx is done (or after the
-// engine stopped on its own), which each of these steps shares.
+// stores what it holds, the connection flushes and closes, the embedded server stops,
+// and core mode's webhook deliveries are waited for. The shutdown has one deadline, the
+// drain timeout after ctx is done (or after the engine stopped on its own), which each
+// of these steps shares.
 func (sc *sidecar) run(ctx context.Context) error {
 	sc.log.Info("hangwatch running", zap.String("version", buildInfo().Version),
 		zap.Strings("subjects", sc.o.subjects.values), zap.Duration("timeout", sc.o.det.Timeout),
 		zap.Duration("max_wait", sc.o.det.MaxWait), zap.Int("shards", sc.o.shards), zap.Bool("jetstream", sc.o.jetstream))
 	sd := newShutdown(sc.o.drainTimeout)
 	besideCtx, stopBeside := context.WithCancel(context.Background())
+	outlastCtx, stopOutlast := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	start := func(ctx context.Context, rs []runner) {
 		for _, r := range rs {
@@ -526,6 +530,7 @@ func (sc *sidecar) run(ctx context.Context) error {
 		}
 	}
 	start(besideCtx, sc.beside)
+	start(outlastCtx, sc.outlast)
 	start(ctx, sc.front)
 	// The sink publishes until the engine has stopped and it has stored what it holds,
 	// or the shutdown's deadline passes: then it gives up on what is left (a restart
@@ -581,13 +586,19 @@ func (sc *sidecar) run(ctx context.Context) error {
 		// The outputs are stored: the other members may take the partitions over now.
 		sc.leave(closeCtx)
 	}
-	if sc.delivering != nil && sc.delivering.Wait(closeCtx) != nil {
-		sc.log.Warn("the shutdown's deadline (--drain-timeout) passed with webhook deliveries pending")
-	}
+	// Core mode's deliverer needs no NATS: the connection is flushed and closed before
+	// the wait for its deliveries, which a receiver that is down can make last until the
+	// deadline, so that the close has its share of it. In JetStream mode the deliverer
+	// acknowledges on NATS: it is beside, stopped before the close, and not waited for
+	// (what it had not delivered is delivered after a restart).
 	stopBeside()
 	if cerr := sc.close(closeCtx); err == nil {
 		err = cerr
 	}
+	if sc.delivering != nil && sc.delivering.Wait(closeCtx) != nil {
+		sc.log.Warn("the shutdown's deadline (--drain-timeout) passed with webhook deliveries pending: they are lost")
+	}
+	stopOutlast()
 	wg.Wait()
 	return err
 }
