@@ -243,7 +243,7 @@ func (ss *session) rebuild(ctx context.Context) error {
 	if ts := si.TimeStamp; !ts.IsZero() && ts.Before(at) {
 		at = ts
 	}
-	n, err := ss.replay(ctx, si.State.LastSeq)
+	n, err := ss.replay(ctx, si.State.LastSeq, si.Config.MaxMsgsPerSubject)
 	if err != nil {
 		return fail(err)
 	}
@@ -259,18 +259,19 @@ func (ss *session) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// replay delivers the latest stored message of each of the partition's subjects, in
-// stream order, up to the first at or after sequence last, each received at its stored
-// time. (A subject whose latest message came after last is read too: the one before it,
-// which it replaced, is gone.)
-func (ss *session) replay(ctx context.Context, last uint64) (int, error) {
+// replay delivers the latest stored message of each of the partition's subjects (every
+// one kept, when the stream keeps perSubject > 1: replayPolicy), in stream order, up to
+// the first at or after sequence last, each received at its stored time. (A subject
+// whose latest message came after last is read too: the one before it, which it
+// replaced, is gone.)
+func (ss *session) replay(ctx context.Context, last uint64, perSubject int64) (int, error) {
 	g := ss.g
 	if last == 0 {
 		return 0, nil
 	}
 	oc, err := g.js.OrderedConsumer(ctx, g.so.Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{ss.filter},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:  replayPolicy(perSubject),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("replay: %w", err)

@@ -51,6 +51,19 @@ type StreamOptions struct {
 	Replicas int
 }
 
+// replayPolicy is how a rebuild reads a stream that keeps perSubject messages per
+// subject (its MaxMsgsPerSubject): every one it keeps when it keeps a few, so that a
+// late duplicate of an older snapshot, stored after the newer one, does not hide it (the
+// detector applies the newest by its timestamps, SPEC §2); else the latest of each
+// subject (one kept, or a stream that keeps every message, whose whole history would be
+// too long to read).
+func replayPolicy(perSubject int64) jetstream.DeliverPolicy {
+	if perSubject > 1 {
+		return jetstream.DeliverAllPolicy
+	}
+	return jetstream.DeliverLastPerSubjectPolicy
+}
+
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Name == "" {
 		o.Name = DefaultStream

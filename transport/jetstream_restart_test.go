@@ -150,3 +150,49 @@ func TestJetStreamRestartEndedWhileDownPastDeadline(t *testing.T) {
 		t.Errorf("the turn went unanswered 2 s past its 1 s deadline and the call ended: got %v, want c1:user-1:hang and c1:user-1:unresolved once each", got)
 	}
 }
+
+// TestJetStreamRestartStaleDuplicate: the producer repeats an older snapshot late, after
+// the one that answered the turn; the running engine ignores it (older), but a stream
+// keeping one message per subject now holds only the stale copy. With two kept per
+// subject, the restarted instance's rebuild reads both and applies the newest: no
+// hang, as live (SPEC §2: snapshots late or twice give the same verdicts; §6).
+func TestJetStreamRestartStaleDuplicate(t *testing.T) {
+	srv := startJetStream(t)
+	js := jsClient(t, srv)
+	conn := connect(t, srv, ConnOptions{})
+	cfg := detector.DefaultConfig()
+	cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
+
+	src1 := newJSSource(t, conn, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{PerSubject: 2}, ConsumerOptions{})
+	sink1 := &recordingSink{}
+	eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
+	eventually(t, "live", src1.Ready)
+
+	now := time.Now().UnixMilli()
+	subj := eventSubject("c1", "conversation-update")
+	stale := convUpdate("c1", now, userTurn("user-1", now))
+	store(t, js, subj, stale)
+	store(t, js, subj, convUpdate("c1", now+200, userTurn("user-1", now), replyTurn("user-1-r", now+200)))
+	store(t, js, subj, stale)           // the producer's late duplicate of the older snapshot
+	time.Sleep(2500 * time.Millisecond) // past the turn's deadline
+	if err := eng1.Sync(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if outs := sink1.all(); len(outs) != 0 {
+		t.Fatalf("live engine published %v for a call answered in time", outs)
+	}
+	stop1()
+
+	// hangwatch restarts: a new engine and source on the same stream and durable.
+	src2 := newJSSource(t, conn, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{PerSubject: 2}, ConsumerOptions{})
+	sink2 := &recordingSink{}
+	eng2, _ := runStoppableEngine(t, src2, sink2, cfg)
+	eventually(t, "live after restart", src2.Ready)
+	time.Sleep(1500 * time.Millisecond)
+	if err := eng2.Sync(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if outs := sink2.all(); len(outs) != 0 {
+		t.Errorf("after a restart, published %v for a call whose turn was answered 200 ms after it (live: nothing)", outs)
+	}
+}

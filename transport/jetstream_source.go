@@ -93,8 +93,9 @@ var ErrDurableLost = errors.New("durable consumer lost")
 // moment; one that exists resumes from its ack floor. Either way Run delivers every
 // message stored after NewJetStreamSource returns, and every message the previous engine
 // was handed but had not applied. The replay, an ordered consumer with
-// DeliverLastPerSubject, reads the latest message of every subject up to the stream's
-// last sequence as of its start. Replay and live overlap; a snapshot delivered twice or
+// DeliverLastPerSubject (DeliverAll when the stream keeps a few messages per subject),
+// reads the latest message of every subject up to the stream's last sequence as of its
+// start. Replay and live overlap; a snapshot delivered twice or
 // late changes nothing (SPEC §2).
 type JetStreamSource struct {
 	conn    *Conn
@@ -384,8 +385,9 @@ func (s *JetStreamSource) Run(ctx context.Context, in engine.Intake) error {
 	return nil
 }
 
-// replay delivers the latest stored message of every subject, in stream order, each
-// received at the time it was stored, up to the stream's last sequence as of the call,
+// replay delivers the latest stored message of every subject (every one kept, when the
+// stream keeps a few: replayPolicy), in stream order, each received at the time it was
+// stored, up to the stream's last sequence as of the call,
 // which it returns: every message stored up to it is covered by what it delivered. It
 // returns 0 and nil, early, once ctx is done.
 func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) (uint64, error) {
@@ -407,7 +409,7 @@ func (s *JetStreamSource) replay(ctx context.Context, in engine.Intake) (uint64,
 	}
 	cons, err := s.js.OrderedConsumer(ctx, s.so.Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: s.o.Subjects,
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:  replayPolicy(info.Config.MaxMsgsPerSubject),
 	})
 	if err != nil {
 		return fail(err)

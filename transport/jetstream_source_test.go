@@ -104,8 +104,9 @@ func TestJetStreamSourceReplayThenLive(t *testing.T) {
 	js := jsClient(t, srv)
 	conn := connect(t, srv, ConnOptions{})
 	ctx := testCtx(t)
-	// Three per subject, so that the stream itself does not pick the latest.
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{"voice.events.>"}, MaxMsgsPerSubject: 3}); err != nil {
+	// Every message kept, so that the stream itself does not pick the latest: a replay of
+	// a stream that keeps all reads the latest of each subject (replayPolicy).
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{"voice.events.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	stored := []struct{ subject, data string }{
