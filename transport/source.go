@@ -287,8 +287,16 @@ type prober struct {
 	in engine.Intake
 	// Read and written by the end of a proof, one at a time (see run).
 	last       time.Time // when the latest proof began
-	dropped    int64     // the subscriptions' drops as of then
+	dropped    int64     // the subscriptions' drops as of its round trip's answer
 	reconnects uint64    // the connection's reconnections as of then
+}
+
+// proof is a proof begun at t, with what had been lost as of its round trip's answer:
+// the connection's reconnections and the subscriptions' drops then.
+type proof struct {
+	t          time.Time
+	reconnects uint64
+	dropped    int64
 }
 
 // maxProofs bounds the proofs in flight at once.
@@ -326,11 +334,11 @@ func (p *prober) run(ctx context.Context) {
 			// has ended by then (the marks reach the engine from the subscription's
 			// goroutine, without waking this one first), else here after it.
 			var once atomic.Bool
-			t, err := p.begin(ctx, func(t time.Time) {
+			pr, err := p.begin(ctx, func(pr proof) {
 				select {
 				case <-before:
 					if once.CompareAndSwap(false, true) {
-						p.end(t)
+						p.end(pr)
 						close(ended)
 					}
 				default:
@@ -339,7 +347,7 @@ func (p *prober) run(ctx context.Context) {
 			<-before
 			if once.CompareAndSwap(false, true) {
 				if err == nil {
-					p.end(t)
+					p.end(pr)
 				}
 				close(ended)
 			}
@@ -363,75 +371,95 @@ const probeRetry = 100 * time.Millisecond
 
 // prove proves once; see begin and end.
 func (p *prober) prove(ctx context.Context) error {
-	t, err := p.begin(ctx, nil)
+	pr, err := p.begin(ctx, nil)
 	if err == nil {
-		p.end(t)
+		p.end(pr)
 	}
 	return err
 }
 
+// errReconnectedDuringProof fails a proof whose round trip saw the connection come
+// back: it may have begun while the connection was down.
+var errReconnectedDuringProof = errors.New("reconnected during the proof's round trip")
+
 // begin runs a proof begun at t: a flush round trip, then a barrier behind every
-// message queued before its answer. passed, when not nil, is called with t as the
-// barrier is passed, from the goroutine that passes it (a subscription's), before begin
-// returns.
-func (p *prober) begin(ctx context.Context, passed func(time.Time)) (t time.Time, err error) {
+// message queued before its answer. passed, when not nil, is called with the proof as
+// the barrier is passed, from the goroutine that passes it (a subscription's), before
+// begin returns.
+func (p *prober) begin(ctx context.Context, passed func(proof)) (pr proof, err error) {
 	s := p.s
 	nc := s.conn.NATS()
 	s.stats.probes.Add(1)
 	if !nc.IsConnected() {
 		s.stats.probeErrors.Add(1)
-		return t, nats.ErrConnectionReconnecting
+		return pr, nats.ErrConnectionReconnecting
 	}
-	t = s.o.Now()
+	reconnects := nc.Stats().Reconnects
+	pr.t = s.o.Now()
 	timeout := probeTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
 	if err := nc.FlushTimeout(timeout); err != nil {
 		s.stats.probeErrors.Add(1)
-		return t, fmt.Errorf("flush: %w", err)
+		return pr, fmt.Errorf("flush: %w", err)
+	}
+	// The losses are read here, as the round trip is answered, not when the proof ends
+	// behind the barrier: by now every loss of a message the server routed before the
+	// PING is counted (a subscription counts a drop as it reads the message, and what
+	// was routed before the PING is read before its PONG), and one counted later came
+	// after t: the next proof reports it, in a gap that begins at t. A disconnection
+	// after the PING fails the flush (nats.go fails the pending flushes at once); one
+	// after the PONG is after t. One before the PING, just after IsConnected said
+	// connected, leaves the PING pending until the connection is back, and the flush
+	// then succeeds with t inside the outage: nats.go counts the reconnection before it
+	// sends what is pending, so the count tells, and the proof is tried again.
+	pr.reconnects, pr.dropped = nc.Stats().Reconnects, s.dropped()
+	if pr.reconnects != reconnects {
+		s.stats.probeErrors.Add(1)
+		return pr, errReconnectedDuringProof
 	}
 	handed := make(chan struct{})
 	if err := nc.Barrier(func() {
 		if passed != nil {
-			passed(t)
+			passed(pr)
 		}
 		close(handed)
 	}); err != nil {
 		s.stats.probeErrors.Add(1)
-		return t, fmt.Errorf("barrier: %w", err)
+		return pr, fmt.Errorf("barrier: %w", err)
 	}
 	select {
 	case <-handed:
 	case <-ctx.Done():
-		return t, ctx.Err()
+		return pr, ctx.Err()
 	}
-	return t, nil
+	return pr, nil
 }
 
-// end marks t, the beginning of a proof that succeeded. A reconnection or drops of the
-// subscriptions since the last proof are reported first, as a gap between the two
-// proofs: what was published then may be lost.
-func (p *prober) end(t time.Time) {
+// end marks pr.t, the beginning of a proof that succeeded. A reconnection or drops of
+// the subscriptions since the last proof's round trip, and before this one's, are
+// reported first, as a gap between the two proofs: what was published then may be
+// lost.
+func (p *prober) end(pr proof) {
 	s := p.s
-	nc := s.conn.NATS()
 	// nats.go counts a reconnection before it says it is connected, and runs the
 	// reconnect handler later, from its callback goroutine: only the count tells, at
 	// once, that the connection was down since the last proof. Whatever was in flight
 	// then, or published while down, may be lost: the gap runs from the last proof.
 	lost := false
-	if r := nc.Stats().Reconnects; r != p.reconnects {
-		p.reconnects, lost = r, true
+	if pr.reconnects != p.reconnects {
+		p.reconnects, lost = pr.reconnects, true
 	}
-	if d := s.dropped(); d > p.dropped {
-		p.dropped, lost = d, true
+	if pr.dropped > p.dropped {
+		p.dropped, lost = pr.dropped, true
 	}
 	if lost {
 		s.stats.gaps.Add(1)
-		p.in.Gap(p.last, t)
+		p.in.Gap(p.last, pr.t)
 	}
-	p.in.Mark(t)
-	p.last = t
+	p.in.Mark(pr.t)
+	p.last = pr.t
 }
 
 // drain drains the subscriptions and waits until they are closed, for at most timeout.
