@@ -493,10 +493,13 @@ func (s *JetStreamSink) wentOut(ctx context.Context, q queued) bool {
 	case err != nil:
 		s.limited.Warn("could not ask the hang stream whether an output went out: publishing it", zap.Error(err))
 		return false
-	case last.Header.Get(nats.MsgIdHdr) == q.msg.Header.Get(nats.MsgIdHdr):
+	}
+	id, lastID := q.msg.Header.Get(nats.MsgIdHdr), last.Header.Get(nats.MsgIdHdr)
+	switch {
+	case lastID == id:
 		return true
-	case !strings.HasPrefix(last.Header.Get(nats.MsgIdHdr), q.callID+":"):
-		return false // another call's
+	case !strings.HasPrefix(lastID, id[:strings.IndexByte(id, ':')+1]):
+		return false // another call's: the call id as MsgID encodes it, up to its ':'
 	}
 	armed, err := strconv.ParseInt(last.Header.Get(HeaderArmed), 10, 64)
 	return err == nil && armed > q.armed

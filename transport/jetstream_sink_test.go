@@ -537,3 +537,41 @@ func TestJetStreamSinkRebuiltSharedSubject(t *testing.T) {
 		t.Errorf("Stats() = %+v, want nothing held back", st)
 	}
 }
+
+// TestJetStreamSinkRebuiltEncodedCallID: the hang stream's last output on a subject is a
+// later stretch's of the same call, whose id MsgID percent-encodes (a ':' in it): a
+// rebuilt output of an earlier stretch of that call went out before, and is held back.
+func TestJetStreamSinkRebuiltEncodedCallID(t *testing.T) {
+	srv := startJetStream(t)
+	js := jsClient(t, srv)
+	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
+	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := listen(t, srv, "alerts.hang.>")
+	out := hangOutput(t, detector.KindHang, "user-2")
+	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
+	later := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
+	later.Header.Set(nats.MsgIdHdr, "x%3Ay:user-9:hang")
+	later.Header.Set(HeaderArmed, strconv.FormatInt(armed+60_000, 10))
+	if _, err := js.PublishMsg(testCtx(t), later); err != nil {
+		t.Fatal(err)
+	}
+	received()
+
+	closeSink, _ := runSink(t, sink)
+	out.Rebuilt = true
+	if err := sink.Publish("x:y", out); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeSink(); err != nil {
+		t.Fatal(err)
+	}
+	if got := received(); len(got) != 0 {
+		t.Errorf("the subscriber received %v, want nothing: a later stretch of the call went out", got)
+	}
+	if st := sink.Stats(); st.AlreadyOut != 1 {
+		t.Errorf("Stats() = %+v, want one held back as already out", st)
+	}
+}
