@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,6 +51,52 @@ type StreamOptions struct {
 	// a 3-node cluster.
 	Replicas int
 }
+
+// lastStored asks the stream's leader for the stream sequence of the last message
+// stored on any of subjects (wildcards allowed), 0 when there is none. A consumer's
+// leader answers its info from its own replica of the stream, which may lag behind what
+// the stream has stored and acknowledged (a replica cut off from the others goes on
+// leading the consumer for seconds): its "nothing pending" is no evidence. The stream's
+// leader has every message it acknowledged; the request is never a direct get, which
+// any replica may answer.
+func lastStored(ctx context.Context, nc *nats.Conn, stream string, subjects []string) (uint64, error) {
+	var last uint64
+	for _, subject := range subjects {
+		req, err := json.Marshal(struct {
+			LastFor string `json:"last_by_subj"`
+		}{subject})
+		if err != nil {
+			return 0, err
+		}
+		msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		if err != nil {
+			return 0, fmt.Errorf("last stored on %s: %w", subject, err)
+		}
+		var resp struct {
+			Error *struct {
+				ErrCode     int    `json:"err_code"`
+				Description string `json:"description"`
+			} `json:"error"`
+			Message *struct {
+				Seq uint64 `json:"seq"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return 0, fmt.Errorf("last stored on %s: %w", subject, err)
+		}
+		switch {
+		case resp.Error != nil && resp.Error.ErrCode == errNoMessageFound:
+		case resp.Error != nil:
+			return 0, fmt.Errorf("last stored on %s: %s (%d)", subject, resp.Error.Description, resp.Error.ErrCode)
+		case resp.Message != nil:
+			last = max(last, resp.Message.Seq)
+		}
+	}
+	return last, nil
+}
+
+// errNoMessageFound is the JetStream API's error code for a get that found no message.
+const errNoMessageFound = 10037
 
 // replayPolicy is how a rebuild reads a stream that keeps perSubject messages per
 // subject (its MaxMsgsPerSubject): every one it keeps when it keeps a few, so that a

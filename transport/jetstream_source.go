@@ -122,8 +122,12 @@ type JetStreamSource struct {
 	lastCons uint64    // the highest consumer sequence received
 	lastSeq  uint64    // the highest stream sequence received
 	lossTo   uint64    // a delivery was lost: no marks until the ack floor reaches this
-	pending  uint64    // a proof waits for this consumer sequence...
-	proofAt  time.Time // ...to mark this time
+	covered  uint64    // the replay covered every message stored up to this sequence
+	// A proof waits (proving) for this consumer sequence and this stream sequence
+	// (stored: the last the stream's leader had stored on the subjects) to mark proofAt.
+	proving         bool
+	pending, stored uint64
+	proofAt         time.Time
 }
 
 var (
@@ -339,6 +343,7 @@ func (s *JetStreamSource) Run(ctx context.Context, in engine.Intake) error {
 		if s.lossTo != 0 && s.lossTo <= covered {
 			s.lossTo = 0
 		}
+		s.covered = covered
 		s.mu.Unlock()
 	}
 	in.Release()
@@ -484,6 +489,13 @@ func (s *JetStreamSource) pullOptions() []jetstream.PullMessagesOpt {
 func (s *JetStreamSource) handle(msg jetstream.Msg, live bool) {
 	if s.rejects.IsDeadLetter(msg.Subject(), msg.Headers()) {
 		s.settled(msg.Term())
+		// Received all the same: a proof may wait for it.
+		if meta, err := msg.Metadata(); err == nil {
+			s.mu.Lock()
+			s.received(meta.Sequence.Consumer, meta.Sequence.Stream)
+			s.markIfProved()
+			s.mu.Unlock()
+		}
 		return
 	}
 	m := s.pool.Get().(*jsMsg)
@@ -501,7 +513,18 @@ func (s *JetStreamSource) handle(msg jetstream.Msg, live bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cons, seq := meta.Sequence.Consumer, meta.Sequence.Stream
+	s.received(meta.Sequence.Consumer, meta.Sequence.Stream)
+	if s.lossTo == 0 && meta.NumDelivered == 1 {
+		s.in.DeliverOrdered(m)
+	} else {
+		s.in.Deliver(m)
+	}
+	s.markIfProved()
+}
+
+// received counts a delivery of consumer sequence cons and stream sequence seq; s.mu is
+// held.
+func (s *JetStreamSource) received(cons, seq uint64) {
 	if s.lastCons != 0 && cons > s.lastCons+1 {
 		// Deliveries lost in flight: they come again, after AckWait, out of stored order.
 		s.stats.lost.Add(int64(cons - s.lastCons - 1))
@@ -510,14 +533,15 @@ func (s *JetStreamSource) handle(msg jetstream.Msg, live bool) {
 			zap.Uint64("from", s.lastCons+1), zap.Uint64("to", cons-1))
 	}
 	s.lastCons, s.lastSeq = max(s.lastCons, cons), max(s.lastSeq, seq)
-	if s.lossTo == 0 && meta.NumDelivered == 1 {
-		s.in.DeliverOrdered(m)
-	} else {
-		s.in.Deliver(m)
-	}
-	if s.pending != 0 && s.lastCons >= s.pending && s.lossTo == 0 {
+}
+
+// markIfProved marks the time of the proof that waits, once every delivery it counted
+// and every message the stream had stored when it was asked have been received; s.mu is
+// held.
+func (s *JetStreamSource) markIfProved() {
+	if s.proving && s.lastCons >= s.pending && max(s.lastSeq, s.covered) >= s.stored && s.lossTo == 0 {
 		s.in.Mark(s.proofAt)
-		s.pending = 0
+		s.proving = false
 	}
 }
 
@@ -545,16 +569,24 @@ func (s *JetStreamSource) prober(ctx context.Context) {
 	}
 }
 
-// prove asks the consumer's info at t: when nothing is pending, every delivery it counts
-// has been, or will be, received; the mark at t (or at the server's time of the answer,
-// when earlier) follows the last of them. A lost delivery blocks marks until the ack
-// floor passes it.
+// prove asks the consumer's info at t, then the stream's leader for the last message
+// stored on the subjects: when nothing is pending, every delivery the consumer counts and
+// every message stored up to that one have been, or will be, received; the mark at t (or
+// at the server's time of the answer, when earlier) follows the last of them. The
+// stream's leader is asked because the consumer's answers from its own replica, which may
+// lag behind what the stream stored (lastStored). A lost delivery blocks marks until the
+// ack floor passes it.
 func (s *JetStreamSource) prove(ctx context.Context) error {
 	s.stats.probes.Add(1)
 	t := s.o.Now()
 	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
 	info, err := s.durable.Info(ctx)
+	if err != nil {
+		s.stats.probeErrors.Add(1)
+		return err
+	}
+	stored, err := lastStored(ctx, s.conn.NATS(), s.so.Name, s.o.Subjects)
 	if err != nil {
 		s.stats.probeErrors.Add(1)
 		return err
@@ -574,11 +606,8 @@ func (s *JetStreamSource) prove(ctx context.Context) error {
 	if info.NumPending > 0 || s.lossTo != 0 {
 		return nil // a backlog is on its way: its deliveries are marks themselves
 	}
-	if s.lastCons >= info.Delivered.Consumer {
-		s.in.Mark(t)
-		return nil
-	}
-	s.pending, s.proofAt = info.Delivered.Consumer, t
+	s.proving, s.pending, s.stored, s.proofAt = true, info.Delivered.Consumer, stored, t
+	s.markIfProved()
 	return nil
 }
 
