@@ -119,10 +119,10 @@ type JetStreamSource struct {
 	// delivery the server counted when it answered.
 	mu       sync.Mutex
 	in       engine.Intake
-	lastCons uint64    // the highest consumer sequence received
-	lastSeq  uint64    // the highest stream sequence received
-	lossTo   uint64    // a delivery was lost: no marks until the ack floor reaches this
-	covered  uint64    // the replay covered every message stored up to this sequence
+	lastCons uint64 // the highest consumer sequence received
+	lastSeq  uint64 // the highest stream sequence received
+	lossTo   uint64 // a delivery was lost: no marks until the ack floor reaches this
+	covered  uint64 // the replay covered every message stored up to this sequence
 	// A proof waits (proving) for this consumer sequence and this stream sequence
 	// (stored: the last the stream's leader had stored on the subjects) to mark proofAt.
 	proving         bool
