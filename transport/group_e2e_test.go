@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -157,6 +158,18 @@ func TestGroupSourceStream(t *testing.T) {
 	}
 	if got := transform("MADE"); !part16.sameTransform(got) {
 		t.Errorf("a stream made by a group transforms %+v, want %v", got, part16)
+	}
+	// It takes only what the partitioning matches: an event without a token after the
+	// call id, which no partition would hold, is refused to its publisher rather than
+	// stored where no member reads it.
+	if got := streamInfo(t, js, "MADE").Config.Subjects; !slices.Equal(got, []string{"voice.events.*.>"}) {
+		t.Errorf("a stream made by a group takes %q, want only what it partitions", got)
+	}
+	if _, err := js.Publish(ctx, "voice.events.c1", statusUpdate("c1", "ongoing", 1)); err == nil {
+		t.Error("an event on voice.events.<callId> was stored, in no partition")
+	}
+	if _, err := js.Publish(ctx, eventSubject("c1", "status-update"), statusUpdate("c1", "ongoing", 1)); err != nil {
+		t.Errorf("an event on voice.events.<callId>.<type>: %v", err)
 	}
 
 	plain, err := NewPartitioning("plain.events.>", 16, 3)

@@ -296,10 +296,14 @@ func NewGroupSource(ctx context.Context, c *Conn, o SourceOptions, so StreamOpti
 		return nil, fmt.Errorf("%w: %w", ErrJetStream, err)
 	}
 	g.js = js
+	// The stream takes only what the partitioning matches (voice.events.> is read as
+	// voice.events.*.>): an event on a subject without a token after the call id would be
+	// stored in no partition, and no member would ever read it; the stream refuses it
+	// instead, and its publisher hears so.
 	want := jetstream.StreamConfig{
 		Name:              g.so.Name,
 		Description:       "hangwatch: the latest event of each kind of each live call, partitioned by call",
-		Subjects:          o.Subjects,
+		Subjects:          []string{g.part.Transform().Source},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		Discard:           jetstream.DiscardOld,
@@ -325,6 +329,10 @@ func NewGroupSource(ctx context.Context, c *Conn, o SourceOptions, so StreamOpti
 	default:
 		return nil, fmt.Errorf("%w: stream %s partitions as %s → %s, not as %s: the partitions are fixed for the life of the stream; give the --subject, --partitions and --partition-token it was made with, or another --stream",
 			ErrGroup, g.so.Name, have.SubjectTransform.Source, have.SubjectTransform.Destination, g.part)
+	}
+	if !slices.Equal(have.Subjects, want.Subjects) {
+		o.Logger.Warn("the events stream takes subjects the partitioning does not match: events stored on them are in no partition, and no member reads them",
+			zap.String("stream", g.so.Name), zap.Strings("stream_subjects", have.Subjects), zap.String("partitioned", want.Subjects[0]))
 	}
 	o.Logger.Info("joining group", zap.String("group", gopts.Name), zap.String("member", gopts.ID),
 		zap.Int("partitions", g.part.Partitions()), zap.Stringer("transform", g.part))
