@@ -37,6 +37,9 @@ type Call struct {
 	orderOwn   bool // orderTime is the own time of the tail, not message.timestamp
 	seen       bool // a snapshot of the call was applied
 	ended      bool
+	// spoke says a speech-update of the call was applied (Vapi): a reply may then have
+	// come as speech, in a message a stream keeping few per subject has replaced since.
+	spoke bool
 }
 
 // order returns the order of the latest snapshot applied.
@@ -195,14 +198,18 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 		// subject may have replaced the snapshot that held the reply with this later one.)
 		// In a rebuild (Held) only the latest message of each subject is read, so an event
 		// that does not answer is no evidence: a reply may have stood in a message since
-		// replaced. An end is, unless its own history shows a reply: the latest snapshot
-		// read shows the stretch unanswered, and a reply would have come in a later one,
-		// which would have replaced it; a call that ended during a failover or restart,
-		// past its deadline, gets its hang late and its hang-unresolved (SPEC §6).
+		// replaced. An end is when its own history shows the stretch unanswered; and one
+		// without a history when the call never spoke (Vapi's speech-update): the latest
+		// snapshot read shows the stretch unanswered, and a reply would have come in a
+		// later one, which would have replaced it. A call that ended during a failover or
+		// restart, past its deadline, gets its hang late and its hang-unresolved (SPEC
+		// §6). Speech is a second way for a reply to come, which a later speech-update of
+		// the call replaces in the stream: then only the end's history tells.
 		at, _ := Deadline(o.first.anchor, o.last.anchor, &o.th, o.stage)
 		if ev.Stored && at <= ev.Received || at <= now {
 			answers, inTime := c.answersBy(cfg, ev, at)
-			proves := !ev.Held || ev.Ends() && !(ev.HasHistory && ev.Count > 0 && c.repliedIn(ev.Messages))
+			history := ev.HasHistory && ev.Count > 0
+			proves := !ev.Held || ev.Ends() && (history && !c.repliedIn(ev.Messages) || !history && !c.spoke)
 			if answers && !inTime || !answers && (ev.Stored && at <= ev.Received && proves || c.movedOn(ev)) {
 				hang := c.Tick(cfg, at, now)
 				step := c.apply(cfg, ev, now)
@@ -225,6 +232,7 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	case ev.Type == TypeOutput:
 		return Step{Wake: c.wake(cfg), Ignored: true}
 	case ev.Type == TypeSpeechUpdate:
+		c.spoke = true
 		return c.speak(cfg, ev, now)
 	case !ev.IsSnapshot():
 		kept := c.latest(ev)

@@ -634,6 +634,20 @@ func TestCallEnd(t *testing.T) {
 			},
 		},
 		{
+			// A speech-update may have answered it, in a message the stream replaced with
+			// a later speech-update (assistant stopped): only an end's history tells.
+			name: "rebuilt: an end without a history of a call that spoke is no evidence",
+			give: func() []op {
+				stopped := speech(6500, 6500).stored(6500).held()
+				stopped.ev.Speech = false
+				return []op{
+					conv(9000, u1).stored(1000).held(),
+					stopped,
+					endReport(9000).stored(7000).sent(7000).held(),
+				}
+			}(),
+		},
+		{
 			name: "rebuilt: an end before the deadline is no hang",
 			give: []op{
 				conv(9000, u1).stored(1000).held(),

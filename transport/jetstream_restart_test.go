@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -195,4 +196,83 @@ func TestJetStreamRestartStaleDuplicate(t *testing.T) {
 	if outs := sink2.all(); len(outs) != 0 {
 		t.Errorf("after a restart, published %v for a call whose turn was answered 200 ms after it (live: nothing)", outs)
 	}
+}
+
+// vapiSpeech is a Vapi speech-update: role started/stopped speaking.
+func vapiSpeech(call, role, status string, ts int64) []byte {
+	return fmt.Appendf(nil, `{"message":{"type":"speech-update","timestamp":%d,"status":%q,"role":%q,"call":{"id":%q,"teamId":"team","status":"ongoing"}}}`,
+		ts, status, role, call)
+}
+
+// TestJetStreamRestartEndAfterSpeechReplaced: a Vapi call whose user turn the assistant
+// answered in time by speaking (speech-update started, SPEC §1); the caller hangs up
+// mid-reply, past the turn's deadline, before any conversation-update holds the reply.
+// The running instance publishes nothing. Later speech-updates of the call replace the
+// "started" one in the stream. A restarted instance reads the latest conversation-update
+// (the turn unanswered) and a status-update "ended" without a history: from a call that
+// spoke, that is no evidence, and nothing is invented (SPEC §6).
+func TestJetStreamRestartEndAfterSpeechReplaced(t *testing.T) {
+	for _, perSubject := range []int64{1, 2} {
+		t.Run(fmt.Sprintf("per-subject=%d", perSubject), func(t *testing.T) {
+			srv := startJetStream(t)
+			js := jsClient(t, srv)
+			received := listen(t, srv, "voice.>")
+			cfg := detector.DefaultConfig()
+			cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
+			so := StreamOptions{PerSubject: perSubject}
+
+			conn1 := connect(t, srv, ConnOptions{})
+			src1 := newJSSource(t, conn1, SourceOptions{ProbeEvery: 100 * time.Millisecond}, so, ConsumerOptions{})
+			sink1 := newJSSink(t, conn1, JetStreamSinkOptions{})
+			closeSink1, _ := runSink(t, sink1)
+			eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
+			eventually(t, "live", src1.Ready)
+
+			now := time.Now().UnixMilli()
+			store(t, js, eventSubject("c1", "conversation-update"), convUpdate("c1", now, userTurn("user-1", now)))
+			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "assistant", "started", now+300))
+			time.Sleep(time.Until(time.UnixMilli(now).Add(1600 * time.Millisecond)))
+			// The caller says "bye" over the reply and hangs up; the assistant stops.
+			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "user", "started", time.Now().UnixMilli()))
+			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "assistant", "stopped", time.Now().UnixMilli()))
+			store(t, js, eventSubject("c1", "status-update"), statusUpdate("c1", "ended", time.Now().UnixMilli()))
+			time.Sleep(500 * time.Millisecond)
+			if err := eng1.Sync(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			stop1()
+			if err := closeSink1(); err != nil {
+				t.Fatal(err)
+			}
+			if got := outputsOf(received()); len(got) != 0 {
+				t.Fatalf("live instance published %v for a turn answered in time (speech-update started)", got)
+			}
+
+			conn2 := connect(t, srv, ConnOptions{})
+			src2 := newJSSource(t, conn2, SourceOptions{ProbeEvery: 100 * time.Millisecond}, so, ConsumerOptions{})
+			sink2 := newJSSink(t, conn2, JetStreamSinkOptions{})
+			closeSink2, _ := runSink(t, sink2)
+			eng2, stop2 := runStoppableEngine(t, src2, sink2, cfg)
+			eventually(t, "live after restart", src2.Ready)
+			time.Sleep(500 * time.Millisecond)
+			if err := eng2.Sync(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			st := eng2.Stats()
+			t.Logf("eng2: events %d hangs %d unresolved %d calls %d", st.Events, st.Hangs(), st.Unresolved(), st.Calls)
+			stop2()
+			if err := closeSink2(); err != nil {
+				t.Fatal(err)
+			}
+			if got := outputsOf(received()); len(got) != 0 {
+				t.Errorf("restarted instance published %v for a call answered in time and already judged live (nothing)", got)
+			}
+		})
+	}
+}
+
+// outputsOf keeps the outputs (with a Nats-Msg-Id) of what a listener of voice.> got.
+func outputsOf(got map[string]int) map[string]int {
+	delete(got, "")
+	return got
 }
