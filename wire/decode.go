@@ -666,7 +666,12 @@ func (d *decoder) finish() error {
 	ev.Type = d.typeVal
 	ev.Time = d.time
 	ev.Status = d.statusVal
-	if d.typeVal == detector.TypeStatusUpdate && d.msgStatus.st == stOK {
+	// A status-update's message.status wins over call.status, but only a status it
+	// knows, and never over a call.status that ends the call: the call ends when either
+	// says so (SPEC §2), and Vapi has statuses (ringing, not-found, ...) hangwatch does
+	// not read.
+	if d.typeVal == detector.TypeStatusUpdate && d.msgStatus.st == stOK &&
+		d.msgStatusVal != detector.StatusUnknown && !d.statusVal.Ends() {
 		ev.Status = d.msgStatusVal
 	}
 	ev.Speech = d.typeVal == detector.TypeSpeechUpdate && d.started && d.assistant

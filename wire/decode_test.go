@@ -277,6 +277,30 @@ var decodeTests = []struct {
 		give: ev(`{"status":"ended","type":"status-update","call":{"id":"c1","status":"in-progress"}}`),
 		want: detector.Event{Type: detector.TypeStatusUpdate, Status: detector.StatusEnded, CallID: "c1"},
 	},
+	// SPEC §2: a call ends on any event whose call.status ends it. A status-update's
+	// message.status that hangwatch does not know (Vapi's enum has scheduled, ringing,
+	// not-found, deletion-failed, ...) or that does not end the call keeps a call.status
+	// that does.
+	{
+		name: "unknown message.status of a status-update keeps call.status ended",
+		give: ev(`{"type":"status-update","status":"ringing","call":{"id":"c1","status":"ended"}}`),
+		want: detector.Event{Type: detector.TypeStatusUpdate, Status: detector.StatusEnded, CallID: "c1"},
+	},
+	{
+		name: "unknown message.status of a status-update keeps call.status finished",
+		give: ev(`{"type":"status-update","status":"not-found","call":{"id":"c1","status":"finished"}}`),
+		want: detector.Event{Type: detector.TypeStatusUpdate, Status: detector.StatusFinished, CallID: "c1"},
+	},
+	{
+		name: "message.status of a status-update that does not end keeps call.status finished",
+		give: ev(`{"type":"status-update","status":"in-progress","call":{"id":"c1","status":"finished"}}`),
+		want: detector.Event{Type: detector.TypeStatusUpdate, Status: detector.StatusFinished, CallID: "c1"},
+	},
+	{
+		name: "unknown message.status of a status-update keeps call.status ongoing",
+		give: ev(`{"type":"status-update","status":"ringing","call":{"id":"c1","status":"in-progress"}}`),
+		want: detector.Event{Type: detector.TypeStatusUpdate, Status: detector.StatusOngoing, CallID: "c1"},
+	},
 	{
 		name: "message.status of another type is not read",
 		give: ev(`{"status":5,"role":[],"type":"conversation-update","call":{"id":"c1","status":"in-progress"}}`),

@@ -188,8 +188,8 @@ func refDecode(data []byte, lim Limits) refResult {
 		}
 	}
 	ev.Status = refStatus(strs[0])
-	if ev.Type == detector.TypeStatusUpdate && hasStatus {
-		ev.Status = refStatus(status)
+	if st := refStatus(status); ev.Type == detector.TypeStatusUpdate && hasStatus && st != detector.StatusUnknown && !ev.Status.Ends() {
+		ev.Status = st
 	}
 	ev.Speech = ev.Type == detector.TypeSpeechUpdate && strings.EqualFold(status, "started") &&
 		(strings.EqualFold(role, "assistant") || strings.EqualFold(role, "bot"))
