@@ -494,11 +494,15 @@ func (s *JetStreamSink) wentOut(ctx context.Context, q queued) bool {
 		s.limited.Warn("could not ask the hang stream whether an output went out: publishing it", zap.Error(err))
 		return false
 	}
+	// An id MsgID had to encode (a ':', '%' or control character in it) was written
+	// unencoded by earlier versions, which the stream may hold (legacy).
 	id, lastID := q.msg.Header.Get(nats.MsgIdHdr), last.Header.Get(nats.MsgIdHdr)
+	legacy := wire.LegacyMsgID(id)
 	switch {
-	case lastID == id:
+	case lastID == id, lastID == legacy:
 		return true
-	case !strings.HasPrefix(lastID, id[:strings.IndexByte(id, ':')+1]):
+	case !strings.HasPrefix(lastID, id[:strings.IndexByte(id, ':')+1]) &&
+		(legacy == id || !strings.HasPrefix(lastID, q.callID+":")):
 		return false // another call's: the call id as MsgID encodes it, up to its ':'
 	}
 	armed, err := strconv.ParseInt(last.Header.Get(HeaderArmed), 10, 64)

@@ -575,3 +575,40 @@ func TestJetStreamSinkRebuiltEncodedCallID(t *testing.T) {
 		t.Errorf("Stats() = %+v, want one held back as already out", st)
 	}
 }
+
+// TestJetStreamSinkRebuiltLegacyMsgID: SPEC §3 "Exactly once ... across restarts". A
+// hang of call "x:y" went out before an upgrade, under the Nats-Msg-Id earlier versions
+// gave it ("x:y:user-2:hang", unencoded). The upgraded instance rebuilds the call and
+// detects the same stall late, under "x%3Ay:user-2:hang": the hang stream's check knows
+// the earlier form, and the subscriber does not get it twice.
+func TestJetStreamSinkRebuiltLegacyMsgID(t *testing.T) {
+	srv := startJetStream(t)
+	js := jsClient(t, srv)
+	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
+	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := listen(t, srv, "alerts.hang.>")
+	out := hangOutput(t, detector.KindHang, "user-2")
+	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
+	before := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
+	before.Header.Set(nats.MsgIdHdr, "x:y:user-2:hang") // as versions before the encoding wrote it
+	before.Header.Set(HeaderArmed, strconv.FormatInt(armed, 10))
+	if _, err := js.PublishMsg(testCtx(t), before); err != nil {
+		t.Fatal(err)
+	}
+	received()
+
+	closeSink, _ := runSink(t, sink)
+	out.Rebuilt = true
+	if err := sink.Publish("x:y", out); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeSink(); err != nil {
+		t.Fatal(err)
+	}
+	if got := received(); len(got) != 0 {
+		t.Errorf("the subscriber received %v again, want nothing: this hang went out before the upgrade", got)
+	}
+}

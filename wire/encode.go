@@ -240,6 +240,34 @@ func MsgID(callID string, out *detector.Output) string {
 	return b.String()
 }
 
+// LegacyMsgID returns the Nats-Msg-Id that versions before MsgID's encoding gave the
+// same output: its ids undone, joined as they are. It equals id for an id that needed
+// no encoding. (A stream written by such a version holds its outputs under those ids.)
+func LegacyMsgID(id string) string {
+	if !strings.Contains(id, "%") {
+		return id
+	}
+	b := make([]byte, 0, len(id))
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c == '%' && i+2 < len(id) && isHex(id[i+1]) && isHex(id[i+2]) {
+			b = append(b, unhex(id[i+1])<<4|unhex(id[i+2]))
+			i += 2
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'A' + 10
+}
+
 // msgIDEscaped reports whether MsgID percent-encodes c, the byte at i of an id (lead:
 // the call id, which begins the header value).
 func msgIDEscaped(c byte, i int, lead bool) bool {

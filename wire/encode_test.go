@@ -692,3 +692,18 @@ func FuzzJSONStringLen(f *testing.F) {
 		}
 	})
 }
+
+// TestLegacyMsgID: the id earlier versions gave an output, from MsgID's: its ids undone.
+func TestLegacyMsgID(t *testing.T) {
+	for _, tt := range []struct{ call, first, want string }{
+		{"plain-call", "user-1", "plain-call:user-1:hang"},
+		{"x:y", "user-2", "x:y:user-2:hang"},
+		{"call\nE", "u%1", "call\nE:u%1:hang"},
+		{" lead", "u", " lead:u:hang"},
+	} {
+		id := MsgID(tt.call, &detector.Output{Kind: detector.KindHang, FirstUserMessageID: tt.first})
+		if got := LegacyMsgID(id); got != tt.want {
+			t.Errorf("LegacyMsgID(%q) = %q, want %q", id, got, tt.want)
+		}
+	}
+}
