@@ -56,10 +56,23 @@ type thresholdSet struct {
 	teams      map[string]Override
 	assistants map[string]Override
 	team       map[string]*detector.Config // base + the team's key
-	combos     sync.Map                    // pair → *detector.Config: base + team + assistant
+	assistant  map[string]*detector.Config // base + the assistant's key
+	// combos holds the pairs of a team and an assistant that both have a key, merged
+	// on first use: pair → *detector.Config, base + team + assistant. Its keys are
+	// copies, never the strings For is given: those alias a received event (up to
+	// 1 MiB), which a key would keep in memory outside every budget (SPEC §2 Bounds).
+	// Only the pairs of keys are here (the others are in team and assistant), and at
+	// most maxCombos of them: the product of a bucket's team and assistant keys can
+	// be far more than the pairs in use, and input picks which ones are.
+	combos  sync.Map
+	ncombos atomic.Int64
 }
 
 type pair struct{ team, assistant string }
+
+// maxCombos bounds the pairs cached in a thresholdSet: past it, the cache starts
+// again empty, and the pairs in use come back on their next event.
+const maxCombos = 1 << 14
 
 // ErrThresholds is wrapped by the errors of a key's value.
 var ErrThresholds = errors.New("invalid thresholds")
@@ -145,14 +158,20 @@ func NewThresholds(ctx context.Context, c *Conn, bucket string, replicas int, ba
 	if err != nil {
 		return nil, jsError(where, err)
 	}
-	t := &Thresholds{base: base, kv: kv, bucket: bucket, log: log, limited: limitedOr(limited, log), revs: map[string]uint64{}}
-	t.set.Store(newThresholdSet(base, map[string]Override{}, map[string]Override{}))
+	t := newThresholds(kv, bucket, base, log, limitedOr(limited, log))
 	// The values the bucket holds apply before the engine starts: a call armed at the
 	// start (a replay) must not arm with the flags' thresholds where a key says otherwise.
 	if err := t.load(ctx); err != nil {
 		return nil, jsError(where+": load", err)
 	}
 	return t, nil
+}
+
+// newThresholds returns the thresholds of base, with no key applied yet.
+func newThresholds(kv jetstream.KeyValue, bucket string, base detector.Config, log, limited *zap.Logger) *Thresholds {
+	t := &Thresholds{base: base, kv: kv, bucket: bucket, log: log, limited: limited, revs: map[string]uint64{}}
+	t.set.Store(newThresholdSet(base, map[string]Override{}, map[string]Override{}))
+	return t
 }
 
 // load applies the bucket's values as of now, and returns.
@@ -182,10 +201,15 @@ func (t *Thresholds) load(ctx context.Context) error {
 }
 
 func newThresholdSet(base detector.Config, teams, assistants map[string]Override) *thresholdSet {
-	s := &thresholdSet{teams: teams, assistants: assistants, team: make(map[string]*detector.Config, len(teams))}
+	s := &thresholdSet{teams: teams, assistants: assistants, team: make(map[string]*detector.Config, len(teams)),
+		assistant: make(map[string]*detector.Config, len(assistants))}
 	for id, o := range teams {
 		cfg := base.With(o.apply(base.Thresholds))
 		s.team[id] = &cfg
+	}
+	for id, o := range assistants {
+		cfg := base.With(o.apply(base.Thresholds))
+		s.assistant[id] = &cfg
 	}
 	return s
 }
@@ -193,20 +217,26 @@ func newThresholdSet(base detector.Config, teams, assistants map[string]Override
 // For implements engine.Thresholds.
 func (t *Thresholds) For(teamID, assistantID string) *detector.Config {
 	s := t.set.Load()
-	cfg, ok := s.team[teamID]
-	if !ok {
-		cfg = &t.base
+	team, teamKey := s.team[teamID]
+	a, assistantKey := s.assistants[assistantID]
+	switch {
+	case !assistantKey && !teamKey:
+		return &t.base
+	case !assistantKey:
+		return team
+	case !teamKey:
+		return s.assistant[assistantID]
 	}
-	a, ok := s.assistants[assistantID]
-	if !ok {
-		return cfg
-	}
-	key := pair{teamID, assistantID}
-	if c, ok := s.combos.Load(key); ok {
+	// Looked up with the strings given, stored with copies of them (see combos).
+	if c, ok := s.combos.Load(pair{teamID, assistantID}); ok {
 		return c.(*detector.Config)
 	}
-	merged := t.base.With(a.apply(cfg.Thresholds))
-	c, _ := s.combos.LoadOrStore(key, &merged)
+	merged := t.base.With(a.apply(team.Thresholds))
+	if s.ncombos.Add(1) > maxCombos {
+		s.combos.Clear()
+		s.ncombos.Store(1)
+	}
+	c, _ := s.combos.LoadOrStore(pair{strings.Clone(teamID), strings.Clone(assistantID)}, &merged)
 	return c.(*detector.Config)
 }
 
