@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,11 @@ type Thresholds struct {
 	log     *zap.Logger
 	limited *zap.Logger
 	set     atomic.Pointer[thresholdSet]
-	synced  atomic.Bool       // the bucket's values as of the start are applied
-	revs    map[string]uint64 // the revision of each key applied; only the watching goroutine touches it
+	synced  atomic.Bool // the bucket's values as of the start are applied
+	// Only the watching goroutine touches these.
+	revs    map[string]uint64 // the revision of each key applied
+	next    *thresholdSet     // the changes applied and not yet in force, nil if none
+	pending struct{ applied, deleted int64 }
 	stats   struct{ applied, invalid, deleted atomic.Int64 }
 }
 
@@ -170,7 +174,8 @@ func NewThresholds(ctx context.Context, c *Conn, bucket string, replicas int, ba
 // newThresholds returns the thresholds of base, with no key applied yet.
 func newThresholds(kv jetstream.KeyValue, bucket string, base detector.Config, log, limited *zap.Logger) *Thresholds {
 	t := &Thresholds{base: base, kv: kv, bucket: bucket, log: log, limited: limited, revs: map[string]uint64{}}
-	t.set.Store(newThresholdSet(base, map[string]Override{}, map[string]Override{}))
+	t.set.Store(&thresholdSet{teams: map[string]Override{}, assistants: map[string]Override{},
+		team: map[string]*detector.Config{}, assistant: map[string]*detector.Config{}})
 	return t
 }
 
@@ -190,6 +195,7 @@ func (t *Thresholds) load(ctx context.Context) error {
 				return errors.New("watcher closed")
 			}
 			if e == nil {
+				t.publish()
 				t.synced.Store(true)
 				s := t.set.Load()
 				t.log.Info("thresholds loaded", zap.String("bucket", t.bucket), zap.Int("teams", len(s.teams)), zap.Int("assistants", len(s.assistants)))
@@ -198,20 +204,6 @@ func (t *Thresholds) load(ctx context.Context) error {
 			t.apply(e)
 		}
 	}
-}
-
-func newThresholdSet(base detector.Config, teams, assistants map[string]Override) *thresholdSet {
-	s := &thresholdSet{teams: teams, assistants: assistants, team: make(map[string]*detector.Config, len(teams)),
-		assistant: make(map[string]*detector.Config, len(assistants))}
-	for id, o := range teams {
-		cfg := base.With(o.apply(base.Thresholds))
-		s.team[id] = &cfg
-	}
-	for id, o := range assistants {
-		cfg := base.With(o.apply(base.Thresholds))
-		s.assistant[id] = &cfg
-	}
-	return s
 }
 
 // For implements engine.Thresholds.
@@ -262,6 +254,10 @@ func (t *Thresholds) Run(ctx context.Context) error {
 }
 
 func (t *Thresholds) watch(ctx context.Context, w jetstream.KeyWatcher) {
+	// A watch's first values (a reconnection's) go in force at once, as at the start;
+	// and what is applied goes in force before the watch is left, not with the next one.
+	live := false
+	defer t.publish()
 	for {
 		select {
 		case <-ctx.Done():
@@ -271,14 +267,20 @@ func (t *Thresholds) watch(ctx context.Context, w jetstream.KeyWatcher) {
 				return
 			}
 			if e == nil { // the values as of the watch's start are all here
+				live = true
+				t.publish()
 				continue
 			}
 			t.apply(e)
+			if live {
+				t.publish()
+			}
 		}
 	}
 }
 
-// apply applies one entry of the bucket.
+// apply applies one entry of the bucket to the changes not yet in force (publish puts
+// them in force): a bucket of n keys loads in one set, not in n sets of up to n keys.
 func (t *Thresholds) apply(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	// A watch started anew (the start's load, a reconnection) hands over what was
@@ -301,35 +303,57 @@ func (t *Thresholds) apply(e jetstream.KeyValueEntry) {
 		t.limited.Warn("thresholds bucket: key ignored: use team.<teamId> or assistant.<assistantId>", zap.String("key", key))
 		return
 	}
-	old := t.set.Load()
-	teams, assistants := old.teams, old.assistants
-	target := &assistants
-	if isTeam {
-		target = &teams
-	}
-	next := make(map[string]Override, len(*target)+1)
-	for k, v := range *target {
-		next[k] = v
-	}
-	counter := &t.stats.deleted
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(next, id)
-		t.log.Info("thresholds deleted: falling back", zap.String("key", key))
-	} else {
-		o, err := ParseOverride(e.Value())
-		if err != nil {
+	var o Override
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		if o, err = ParseOverride(e.Value()); err != nil {
 			t.stats.invalid.Add(1)
 			t.limited.Warn("thresholds bucket: invalid value ignored, the previous one stays", zap.String("key", key), zap.Error(err))
 			return
 		}
-		next[id] = o
-		counter = &t.stats.applied
-		t.log.Info("thresholds applied", zap.String("key", key), zap.Any("value", o))
 	}
-	*target = next
-	t.set.Store(newThresholdSet(t.base, teams, assistants))
+	s := t.edit()
+	overrides, configs := s.assistants, s.assistant
+	if isTeam {
+		overrides, configs = s.teams, s.team
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(overrides, id)
+		delete(configs, id)
+		t.pending.deleted++
+		t.log.Info("thresholds deleted: falling back", zap.String("key", key))
+		return
+	}
+	overrides[id] = o
+	cfg := t.base.With(o.apply(t.base.Thresholds))
+	configs[id] = &cfg
+	t.pending.applied++
+	t.log.Info("thresholds applied", zap.String("key", key), zap.Any("value", o))
+}
+
+// edit returns the set the changes go into until publish: a copy of the set in force,
+// which For may be reading, made once for all the changes of a batch. The configs of
+// the keys that do not change are shared, not merged again.
+func (t *Thresholds) edit() *thresholdSet {
+	if t.next == nil {
+		s := t.set.Load()
+		t.next = &thresholdSet{teams: maps.Clone(s.teams), assistants: maps.Clone(s.assistants),
+			team: maps.Clone(s.team), assistant: maps.Clone(s.assistant)}
+	}
+	return t.next
+}
+
+// publish puts the changes applied in force, if any.
+func (t *Thresholds) publish() {
+	if t.next == nil {
+		return
+	}
+	t.set.Store(t.next)
+	t.next = nil
 	// Counted once in force: who sees the count sees the change in For.
-	counter.Add(1)
+	t.stats.applied.Add(t.pending.applied)
+	t.stats.deleted.Add(t.pending.deleted)
+	t.pending.applied, t.pending.deleted = 0, 0
 }
 
 // ThresholdsStats are the counters of Thresholds.

@@ -134,6 +134,88 @@ func TestThresholdsCacheBounded(t *testing.T) {
 	}
 }
 
+// TestThresholdsLoadLinear: loading a bucket costs in proportion to its keys. The
+// start must not apply them one by one into a new copy of all the keys so far: 13,000
+// keys did not load within the start's time (JetStream "did not answer in time").
+// The work is counted in allocations, not time, which a shared machine makes noisy.
+func TestThresholdsLoadLinear(t *testing.T) {
+	base := detector.DefaultConfig()
+	perKey := func(n int) float64 {
+		entries := make([]jetstream.KeyValueEntry, 0, n+1)
+		entries = append(entries, putEntry("assistant.a", `{"maxWaitMs":20000}`))
+		for i := range n {
+			entries = append(entries, putEntry(fmt.Sprintf("team.t%d", i), `{"timeoutMs":7000}`))
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		th := loadFake(t, base, entries)
+		runtime.ReadMemStats(&after)
+		if st := th.Stats(); st.Teams != n || st.Applied != int64(n+1) {
+			t.Fatalf("%d team keys: Stats() = %+v", n, st)
+		}
+		if cfg := th.For(fmt.Sprintf("t%d", n-1), "a"); cfg.Timeout != 7*time.Second || cfg.MaxWait != 20*time.Second {
+			t.Fatalf("%d team keys: For(t%d, a) = %+v", n, n-1, cfg.Thresholds)
+		}
+		per := float64(after.Mallocs-before.Mallocs) / float64(n)
+		t.Logf("%d team keys: %.1f allocations a key", n, per)
+		return per
+	}
+	small, large := perKey(1000), perKey(8000)
+	if large > 2*small {
+		t.Errorf("a key costs %.1f allocations in a bucket of 8,000 keys, %.1f in one of 1,000: loading is not linear", large, small)
+	}
+}
+
+// TestThresholdsLoadBatch: the keys loaded together merge as when they came one by
+// one: the last value of a key wins, a value that is not valid is ignored and counted
+// and the previous one stays, a deleted key falls back, an assistant's key wins over
+// its team's field by field; each counts once, when in force.
+func TestThresholdsLoadBatch(t *testing.T) {
+	base := detector.DefaultConfig()
+	entries := []jetstream.KeyValueEntry{
+		putEntry("team.t1", `{"timeoutMs":3000}`),
+		putEntry("team.t1", `{"timeoutMs":7000}`),
+		putEntry("team.t1", `{"timeoutMs":-1}`), // invalid: 7 s stays
+		putEntry("team.t2", `{"timeoutMs":8000}`),
+		deleteEntry("team.t2"),
+		putEntry("assistant.a1", `{"maxWaitMs":20000}`),
+		putEntry("tenant.x", `{}`), // invalid key
+		deleteEntry("assistant.gone"),
+	}
+	th := loadFake(t, base, entries)
+	if got, want := th.Stats(), (ThresholdsStats{Applied: 4, Invalid: 2, Deleted: 2, Teams: 1, Assistants: 1}); got != want {
+		t.Errorf("Stats() = %+v, want %+v", got, want)
+	}
+	tests := []struct {
+		team, assistant       string
+		wantTimeout, wantWait time.Duration
+	}{
+		{"t1", "", 7 * time.Second, 10 * time.Second},
+		{"t1", "a1", 7 * time.Second, 20 * time.Second},
+		{"t2", "", 5 * time.Second, 10 * time.Second},
+		{"t2", "a1", 5 * time.Second, 20 * time.Second},
+		{"t3", "a2", 5 * time.Second, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		if cfg := th.For(tt.team, tt.assistant); cfg.Timeout != tt.wantTimeout || cfg.MaxWait != tt.wantWait {
+			t.Errorf("For(%q, %q) = %+v, want timeout %v, max wait %v", tt.team, tt.assistant, cfg.Thresholds, tt.wantTimeout, tt.wantWait)
+		}
+	}
+
+	// A watch started anew hands its first values over together too, and what it
+	// applied is in force once it ends, even before its end-of-values marker.
+	ch := make(chan jetstream.KeyValueEntry, 2)
+	ch <- putEntry("team.t3", `{"timeoutMs":9000}`)
+	close(ch)
+	th.watch(testCtx(t), fakeWatcher(ch))
+	if cfg := th.For("t3", ""); cfg.Timeout != 9*time.Second {
+		t.Errorf("For(t3) after the watch = %+v, want a 9s timeout", cfg.Thresholds)
+	}
+	if st := th.Stats(); st.Applied != 5 || st.Teams != 2 {
+		t.Errorf("Stats() after the watch = %+v, want 5 applied, 2 teams", st)
+	}
+}
+
 // loadFake returns the thresholds of base loaded from a bucket whose values are
 // entries, handed over by a watcher as JetStream does.
 func loadFake(t *testing.T, base detector.Config, entries []jetstream.KeyValueEntry) *Thresholds {
@@ -181,6 +263,10 @@ var nextRev atomic.Uint64
 
 func putEntry(key, value string) jetstream.KeyValueEntry {
 	return &fakeEntry{key: key, value: []byte(value), rev: nextRev.Add(1), op: jetstream.KeyValuePut}
+}
+
+func deleteEntry(key string) jetstream.KeyValueEntry {
+	return &fakeEntry{key: key, rev: nextRev.Add(1), op: jetstream.KeyValueDelete}
 }
 
 func (e *fakeEntry) Bucket() string                  { return "fake" }
