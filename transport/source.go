@@ -246,11 +246,14 @@ func (s *Source) Run(ctx context.Context, in engine.Intake) error {
 	case <-s.conn.Closed():
 		err = s.conn.closedForGood(s.o.Logger, nil)
 	}
+	// The stop's deadline runs from now: the proofs in flight that stopping waits for
+	// (a flush to a server that does not answer waits up to probeTimeout) take their
+	// share of it.
+	stopBy := time.Now().Add(s.o.DrainTimeout)
 	stopProbes()
 	wg.Wait()
 	s.ready.Store(false)
 	s.dropped() // read before the subscriptions drain and stop saying
-	stopBy := time.Now().Add(s.o.DrainTimeout)
 	if err == nil {
 		// The deadlines due by now may fire as the engine stops, but only on the same
 		// evidence as ever: a proof begun now, which reports what was lost since the
