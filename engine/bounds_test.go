@@ -205,7 +205,7 @@ func armedConv(id string, ts int64, n, per int, log *retainLog) *detector.Event 
 
 // TestEngineRetainedBudget: an armed call keeps a copy of what its hang carries; past
 // max-retained-bytes a newly armed call keeps only the tail of its history (from the
-// reply before its stretch), and Truncated counts it.
+// reply before its stretch), and Truncated counts the output that carries it.
 func TestEngineRetainedBudget(t *testing.T) {
 	log := &retainLog{}
 	h := newHarness(t, WithMaxRetainedBytes(1000))
@@ -220,8 +220,8 @@ func TestEngineRetainedBudget(t *testing.T) {
 	if got, want := log.take(), []string{"c2@1 3"}; !slices.Equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
-	if st := h.e.Stats(); st.Retained != 1000 || st.Truncated != 1 {
-		t.Errorf("retained %d, truncated %d; want 1000, 1", st.Retained, st.Truncated)
+	if st := h.e.Stats(); st.Retained != 1000 || st.Truncated != 0 {
+		t.Errorf("retained %d, truncated %d; want 1000, 0 (counted when an output goes out)", st.Retained, st.Truncated)
 	}
 	// A status event: the call keeps its call object too.
 	status := statusEvent("c1", detector.StatusOngoing)
@@ -246,10 +246,13 @@ func TestEngineRetainedBudget(t *testing.T) {
 				t.Errorf("c1's hang carries %+v, %+v; want its whole copy and the status's call", snap, latest)
 			}
 		case "c2":
-			if !snap.kept || snap.whole || snap.n != 2 || latest != snap {
+			if !snap.kept || snap.whole || snap.n != 2 || snap.omitted != 3 || latest != snap {
 				t.Errorf("c2's hang carries %+v, %+v; want the copy of its tail", snap, latest)
 			}
 		}
+	}
+	if st := h.e.Stats(); st.Truncated != 1 {
+		t.Errorf("truncated %d, want 1: c2's hang", st.Truncated)
 	}
 }
 

@@ -537,6 +537,7 @@ type retPayload struct {
 	call        int
 	asked       *retainLog
 	kept, whole bool // a copy the engine asked for; of the whole history
+	omitted     int  // leading messages the copy left out
 }
 
 // retainLog records the Retain and RetainCall calls, as "name from" and "name call".
@@ -567,16 +568,22 @@ func (p *retPayload) Retain(from int32) detector.Payload {
 	c.kept, c.whole = true, from < 0
 	if from > 0 {
 		c.n = max(p.n-int(from), 0)
+		c.omitted = p.omitted + p.n - c.n
 	}
 	return &c
 }
+
+func (p *retPayload) Omitted() int { return p.omitted }
 
 func (p *retPayload) RetainCall() detector.Payload {
 	p.asked.add(p.name + " call")
 	return &retPayload{name: p.name, call: p.call, asked: p.asked, kept: true}
 }
 
-var _ Retainer = (*retPayload)(nil)
+var (
+	_ Retainer = (*retPayload)(nil)
+	_ Omitter  = (*retPayload)(nil)
+)
 
 // hookedClock is a fake clock whose timers are clock.Hooked, like the machine's: a timer
 // that falls due as the clock moves calls its hook, on the goroutine that moved the

@@ -377,8 +377,7 @@ func (s *shard) keep(id uint32, c *detector.Call, ev *detector.Event, tail int32
 	if snap == ev.Payload {
 		from := int32(-1)
 		if s.e.retained.Load()-int64(own)+int64(ev.Payload.Len()) > s.e.maxRetained {
-			from = tail
-			s.stats.truncated.Add(1)
+			from = tail // counted in publish, by the outputs that leave messages out
 		}
 		if from < 0 && lasting && s.e.packAfter > 0 {
 			_, view = ev.Payload.(Packer)
@@ -461,6 +460,14 @@ type Retainer interface {
 	RetainCall() detector.Payload
 }
 
+// Omitter is a retained copy that can tell how many leading messages of the history it
+// left out (package wire's), so that the outputs that left messages out are counted: a
+// copy of the tail may have had nothing before it, and a call may be answered in time
+// and publish nothing.
+type Omitter interface {
+	Omitted() int
+}
+
 // tick is called by the scheduler for a call whose wake time is covered.
 func (s *shard) tick(id uint32, _ int64) {
 	c := &s.slots.at(id).call
@@ -522,6 +529,9 @@ func (s *shard) publish(sl *slot, out *detector.Output) {
 		out.InputGap = e.gaps.within(out.Armed, out.At)
 	}
 	s.stats.outputs[out.Kind][out.Reason][out.Stage].Add(1)
+	if p, ok := out.Snapshot.(Omitter); ok && p.Omitted() > 0 {
+		s.stats.truncated.Add(1)
+	}
 	model := modelOf(out.Snapshot)
 	if out.Kind == detector.KindHang {
 		e.teams.add(sl.team.name)

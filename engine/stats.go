@@ -37,7 +37,10 @@ type Stats struct {
 	// Outputs counts the outputs published, by kind, reason and stage.
 	Outputs       map[OutputKey]int64
 	PublishErrors int64 // outputs the sink failed to publish
-	Truncated     int64 // calls that kept only the tail of their history (retained-bytes budget)
+	// Truncated counts the outputs handed to the sink whose history left older messages
+	// out: their call was armed past the retained-bytes budget and kept only the tail of
+	// its history, and there were messages before that tail.
+	Truncated int64
 	// Types counts the messages decoded, by event type; Bad those that were bad input.
 	Types map[detector.Type]int64
 	Bad   int64
