@@ -41,13 +41,20 @@ type session struct {
 	epoch    uint64    // rebuilds so far: a proof asked before the latest one is void
 	c0       uint64    // the consumer's delivered sequence as the latest rebuild began
 	lastCons uint64    // the latest consumer sequence received in order since then
-	pending  uint64    // a proof waits for this consumer sequence...
-	proofAt  time.Time // ...to mark this time
 	behind   uint64    // lastCons when a proof first found the consumer ahead of it
 	behindAt time.Time // when; zero while not behind
 	waiting  bool      // the session waits for the next message
 	resync   context.CancelFunc
 	drainBy  time.Time // set on shutdown: drain what was pulled until then
+
+	// seen: every message of the partition stored up to this stream sequence has been
+	// received, or read by the latest rebuild.
+	seen uint64
+	// A proof waits (proving) for this consumer sequence and this stream sequence
+	// (stored: the last the stream's leader had stored on the filter) to mark proofAt.
+	proving         bool
+	pending, stored uint64
+	proofAt         time.Time
 }
 
 // Why consuming stopped.
@@ -251,7 +258,8 @@ func (ss *session) rebuild(ctx context.Context) error {
 	g.mu.Lock()
 	ss.state, ss.mark, ss.epoch = stateLive, at, ss.epoch+1
 	ss.c0, ss.lastCons = ci.Delivered.Consumer, ci.Delivered.Consumer
-	ss.pending, ss.behindAt = 0, time.Time{}
+	ss.seen = max(ss.seen, si.State.LastSeq) // the replay read every message up to it
+	ss.proving, ss.behindAt = false, time.Time{}
 	g.markLocked()
 	g.mu.Unlock()
 	g.o.Logger.Info("partition rebuilt", zap.Int("partition", ss.p), zap.Int("events", n),
@@ -415,27 +423,40 @@ func (ss *session) handle(msg jetstream.Msg) bool {
 	g.in.Deliver(m)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ss.lastCons = cons
+	// Following on from the latest rebuild: every message of the partition stored up to
+	// this one has been received, or read by the rebuild.
+	ss.lastCons, ss.seen = cons, max(ss.seen, meta.Sequence.Stream)
 	if meta.NumDelivered == 1 && meta.Timestamp.After(ss.mark) {
 		// Delivered in stored order: everything of the partition stored before it has
 		// been delivered, here or before the rebuild.
 		ss.mark = meta.Timestamp
 	}
-	if ss.pending != 0 && cons >= ss.pending {
-		if ss.proofAt.After(ss.mark) {
-			ss.mark = ss.proofAt
-		}
-		ss.pending = 0
-	}
+	ss.markIfProvedLocked()
 	ss.behindAt = time.Time{}
 	g.markLocked()
 	return true
 }
 
-// prove asks the partition's consumer how far it delivered: nothing pending, and every
-// delivery it counts received here, is evidence as of when the question was asked. A
-// consumer that delivered what never arrives while this member waits has delivered it
-// elsewhere, or lost it: the partition is rebuilt.
+// markIfProvedLocked moves the mark to the time of the proof that waits, once every
+// delivery it counted and every message the stream had stored when it was asked have
+// been received; g.mu is held.
+func (ss *session) markIfProvedLocked() {
+	if !ss.proving || ss.lastCons < ss.pending || ss.seen < ss.stored {
+		return
+	}
+	if ss.proofAt.After(ss.mark) {
+		ss.mark = ss.proofAt
+	}
+	ss.proving = false
+}
+
+// prove asks the partition's consumer how far it delivered, then the stream's leader for
+// the last message stored on the partition's filter: nothing pending, every delivery the
+// consumer counts received here, and every message stored up to that one received, is
+// evidence as of when the question was asked. The stream's leader is asked because the
+// consumer's answers from its own replica, which may lag behind what the stream stored
+// and acknowledged (lastStored). A consumer that delivered what never arrives while this
+// member waits has delivered it elsewhere, or lost it: the partition is rebuilt.
 func (ss *session) prove(ctx context.Context) {
 	g := ss.g
 	g.stats.probes.Add(1)
@@ -453,6 +474,11 @@ func (ss *session) prove(ctx context.Context) {
 	if ts := info.TimeStamp; !ts.IsZero() && ts.Before(t) {
 		t = ts
 	}
+	stored, err := lastStored(ctx, g.conn.NATS(), g.so.Name, []string{ss.filter})
+	if err != nil {
+		g.stats.probeErrors.Add(1)
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if ss.state != stateLive || ss.epoch != epoch {
@@ -469,15 +495,17 @@ func (ss *session) prove(ctx context.Context) {
 			zap.Uint64("received", asked), zap.Uint64("delivered", delivered))
 		ss.interruptLocked()
 		return
-	case ss.lastCons >= delivered:
-		// Deliveries received while the question was out only follow those it counts.
-		if t.After(ss.mark) {
-			ss.mark = t
-		}
-		ss.pending, ss.behindAt = 0, time.Time{}
+	}
+	// Deliveries received while the questions were out only follow those counted.
+	ss.proving, ss.pending, ss.stored, ss.proofAt = true, delivered, stored, t
+	ss.markIfProvedLocked()
+	if ss.lastCons >= delivered {
+		// Received all the consumer counts: not behind. A proof that waits only for
+		// what the stream stored waits for the consumer's replica to catch up, which
+		// no rebuild would hasten.
+		ss.behindAt = time.Time{}
 		return
 	}
-	ss.pending, ss.proofAt = delivered, t
 	now := time.Now()
 	if ss.behindAt.IsZero() || ss.behind != ss.lastCons {
 		ss.behind, ss.behindAt = ss.lastCons, now
