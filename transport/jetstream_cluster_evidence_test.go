@@ -48,6 +48,11 @@ func TestJetStreamSourceIsolatedConsumerLeader(t *testing.T) {
 			}
 		}
 	}
+	// Routes to s2 that a server learns of from another go where s2 says it listens:
+	// through a proxy too, or they would bypass the freeze.
+	adv := natstest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", route(2)))
+	proxies = append(proxies, adv)
+	c.opts[2].Cluster.Advertise = adv.URL()[len("nats://"):]
 	for i := range 3 {
 		c.start(i)
 	}
@@ -77,6 +82,10 @@ func TestJetStreamSourceIsolatedConsumerLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := c.client(c.url(0))
+	cut, err := c.client(c.url(2)).SubscribeSync("isolation.check")
+	if err != nil {
+		t.Fatal(err)
+	}
 	isLeader := func(cons bool) int {
 		for i, srv := range c.servers {
 			if cons && srv.JetStreamIsConsumerLeader("$G", DefaultStream, DefaultDurable) ||
@@ -120,7 +129,12 @@ func TestJetStreamSourceIsolatedConsumerLeader(t *testing.T) {
 	for _, p := range proxies {
 		p.Freeze()
 	}
-	time.Sleep(200 * time.Millisecond)
+	if err := pub.Publish("isolation.check", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cut.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatal("s2 is not cut off: a route bypassed the proxies")
+	}
 	reply := time.Now().UnixMilli()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	ack, err := js.Publish(pctx, eventSubject("x", "conversation-update"), convUpdate("x", reply, userTurn("user-1", user), replyTurn("r-1", reply)))
