@@ -247,3 +247,35 @@ func TestStreamHealth(t *testing.T) {
 	srv.start(t)
 	eventually(t, "healthy once it is back", func() bool { ok, _ := h.Healthy(); return ok })
 }
+
+// TestGroupDeadLetterInPartition: a dead-letter subject under the group's --subject: a
+// rejected event's dead letter comes back in through its partition, is terminated, and
+// counts among the partition's deliveries, so the next event follows on without a
+// rebuild of the partition.
+func TestGroupDeadLetterInPartition(t *testing.T) {
+	srv := startJetStream(t)
+	js := jsClient(t, srv)
+	conn := connect(t, srv, ConnOptions{})
+	part, err := NewPartitioning("voice.events.>", 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewGroupSource(testCtx(t), conn, SourceOptions{Subjects: []string{"voice.events.>"}, DeadLetter: "voice.events.dead.letters",
+		ProbeEvery: 100 * time.Millisecond, Logger: testLogger(t)}, StreamOptions{}, GroupOptions{Name: "g", Partitioning: part, ID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := runEngine(t, src, &recordingSink{})
+	eventually(t, "partition live", func() bool { ok, _ := src.Ready(); return ok })
+	rebuilds := src.Stats().Rebuilds
+	store(t, js, eventSubject("bad", "status-update"), []byte("not json"))
+	eventually(t, "the dead letter back in and terminated", func() bool { return src.Stats().DeadLettered == 1 && src.Stats().Acked >= 1 })
+	store(t, js, eventSubject("c1", "status-update"), statusUpdate("c1", "ongoing", 1))
+	eventually(t, "the next event applied", func() bool { return eng.Stats().Calls == 1 })
+	// A delivery that does not follow on is counted as it comes, before the partition
+	// is rebuilt and the event applied again.
+	if st := src.Stats(); st.LostDeliveries != 0 || st.Rebuilds != rebuilds {
+		t.Errorf("after the dead letter came back in: %d deliveries counted lost, %d rebuilds; want none: %+v",
+			st.LostDeliveries, st.Rebuilds-rebuilds, st)
+	}
+}

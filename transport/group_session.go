@@ -390,13 +390,15 @@ func (ss *session) consume(ctx context.Context, it jetstream.MessagesContext) st
 // partition must be rebuilt, and the message is left to its redelivery.
 func (ss *session) handle(msg jetstream.Msg) bool {
 	g := ss.g
-	if g.rejects.IsDeadLetter(msg.Subject(), msg.Headers()) {
+	// A dead letter that came back in is terminated, not applied; but it was delivered
+	// in its place, which the sequences below count (a proof may wait for it).
+	dead := g.rejects.IsDeadLetter(msg.Subject(), msg.Headers())
+	if dead {
 		g.settled(msg.Term())
-		return true
 	}
 	meta, err := msg.Metadata()
 	if err != nil {
-		return false // no server sends a message without it
+		return dead // no server sends a message without it
 	}
 	if meta.NumDelivered > 1 {
 		g.stats.redelivered.Add(1)
@@ -405,22 +407,31 @@ func (ss *session) handle(msg jetstream.Msg) bool {
 	g.mu.Lock()
 	c0, last := ss.c0, ss.lastCons
 	g.mu.Unlock()
-	m := g.pool.Get().(*groupMsg)
-	m.m, m.stored, m.part, m.live = msg, meta.Timestamp, ss.p, true
+	var m *groupMsg
+	if !dead {
+		m = g.pool.Get().(*groupMsg)
+		m.m, m.stored, m.part, m.live = msg, meta.Timestamp, ss.p, true
+	}
 	switch {
 	case cons <= c0:
 		// Delivered before the latest rebuild began, which covers it: applying it again
 		// changes nothing.
-		g.in.Deliver(m)
+		if !dead {
+			g.in.Deliver(m)
+		}
 		return true
 	case cons != last+1:
 		g.stats.lost.Add(1)
 		g.o.Limited.Warn("partition deliveries do not follow on: rebuilding it", zap.Int("partition", ss.p),
 			zap.Uint64("expected", last+1), zap.Uint64("got", cons))
-		g.put(m)
+		if !dead {
+			g.put(m)
+		}
 		return false
 	}
-	g.in.Deliver(m)
+	if !dead {
+		g.in.Deliver(m)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// Following on from the latest rebuild: every message of the partition stored up to
