@@ -22,7 +22,7 @@ import (
 // acknowledge the pipeline's reply. s2 still believes it leads the consumer, whose copy
 // of the stream lacks the reply: nothing pending, every delivery received. A proof that
 // trusted it would mark past the deadline, a false hang; the stream's leader, which a
-// proof asks too (lastStored), is out of reach: nothing fires (SPEC §2).
+// proof asks too (nextStored), is out of reach: nothing fires (SPEC §2).
 func TestGroupSourceIsolatedConsumerLeader(t *testing.T) {
 	ports := freePorts(t, 6)
 	client := func(i int) int { return ports[2*i] }

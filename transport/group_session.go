@@ -50,11 +50,12 @@ type session struct {
 	// seen: every message of the partition stored up to this stream sequence has been
 	// received, or read by the latest rebuild.
 	seen uint64
-	// A proof waits (proving) for this consumer sequence and this stream sequence
-	// (stored: the last the stream's leader had stored on the filter) to mark proofAt.
-	proving         bool
-	pending, stored uint64
-	proofAt         time.Time
+	// A proof waits (proving) for this consumer sequence to mark proofAt, unless the
+	// stream's leader knew of a message of the filter not received yet (next, 0 for
+	// none): then for it, to ask again.
+	proving       bool
+	pending, next uint64
+	proofAt       time.Time
 }
 
 // Why consuming stopped.
@@ -448,31 +449,40 @@ func (ss *session) handle(msg jetstream.Msg) bool {
 	return true
 }
 
-// markIfProvedLocked moves the mark to the time of the proof that waits, once every
-// delivery it counted and every message the stream had stored when it was asked have
-// been received; g.mu is held.
+// markIfProvedLocked moves the mark to the time of the proof that waits once every
+// delivery it counted has been received, and the stream's leader knew of no message of
+// the filter not received yet. When it knew of one, the proof ends without a mark once
+// that one is received, and another is asked for: messages may have been stored after
+// it before the proof began. g.mu is held.
 func (ss *session) markIfProvedLocked() {
-	if !ss.proving || ss.lastCons < ss.pending || ss.seen < ss.stored {
+	if !ss.proving || ss.lastCons < ss.pending {
 		return
 	}
-	if ss.proofAt.After(ss.mark) {
-		ss.mark = ss.proofAt
+	switch {
+	case ss.next == 0:
+		if ss.proofAt.After(ss.mark) {
+			ss.mark = ss.proofAt
+		}
+	case ss.seen >= ss.next:
+		ss.g.Probe()
+	default:
+		return
 	}
 	ss.proving = false
 }
 
 // prove asks the partition's consumer how far it delivered, then the stream's leader for
-// the last message stored on the partition's filter: nothing pending, every delivery the
-// consumer counts received here, and every message stored up to that one received, is
-// evidence as of when the question was asked. The stream's leader is asked because the
-// consumer's answers from its own replica, which may lag behind what the stream stored
-// and acknowledged (lastStored). A consumer that delivered what never arrives while this
+// a message of the partition's filter not received yet: nothing pending, every delivery
+// the consumer counts received here, and no such message, is evidence as of when the
+// question was asked. The stream's leader is asked because the consumer's answers from
+// its own replica, which may lag behind what the stream stored and acknowledged
+// (nextStored). A consumer that delivered what never arrives while this
 // member waits has delivered it elsewhere, or lost it: the partition is rebuilt.
 func (ss *session) prove(ctx context.Context) {
 	g := ss.g
 	g.stats.probes.Add(1)
 	g.mu.Lock()
-	cons, epoch, asked := ss.cons, ss.epoch, ss.lastCons
+	cons, epoch, asked, from := ss.cons, ss.epoch, ss.lastCons, ss.seen+1
 	g.mu.Unlock()
 	t := g.o.Now()
 	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
@@ -485,7 +495,7 @@ func (ss *session) prove(ctx context.Context) {
 	if ts := info.TimeStamp; !ts.IsZero() && ts.Before(t) {
 		t = ts
 	}
-	stored, err := lastStored(ctx, g.conn.NATS(), g.so.Name, []string{ss.filter})
+	next, err := nextStored(ctx, g.conn.NATS(), g.so.Name, []string{ss.filter}, from)
 	if err != nil {
 		g.stats.probeErrors.Add(1)
 		return
@@ -508,7 +518,7 @@ func (ss *session) prove(ctx context.Context) {
 		return
 	}
 	// Deliveries received while the questions were out only follow those counted.
-	ss.proving, ss.pending, ss.stored, ss.proofAt = true, delivered, stored, t
+	ss.proving, ss.pending, ss.next, ss.proofAt = true, delivered, next, t
 	ss.markIfProvedLocked()
 	if ss.lastCons >= delivered {
 		// Received all the consumer counts: not behind. A proof that waits only for

@@ -52,25 +52,30 @@ type StreamOptions struct {
 	Replicas int
 }
 
-// lastStored asks the stream's leader for the stream sequence of the last message
-// stored on any of subjects (wildcards allowed), 0 when there is none. A consumer's
-// leader answers its info from its own replica of the stream, which may lag behind what
-// the stream has stored and acknowledged (a replica cut off from the others goes on
-// leading the consumer for seconds): its "nothing pending" is no evidence. The stream's
-// leader has every message it acknowledged; the request is never a direct get, which
-// any replica may answer.
-func lastStored(ctx context.Context, nc *nats.Conn, stream string, subjects []string) (uint64, error) {
-	var last uint64
+// nextStored asks the stream's leader for the stream sequence of the first message
+// stored on any of subjects (wildcards allowed) at or after sequence from, 0 when there
+// is none: what the caller, which received every message of the subjects before from,
+// has yet to receive. A consumer's leader answers its info from its own replica of the
+// stream, which may lag behind what the stream has stored and acknowledged (a replica
+// cut off from the others goes on leading the consumer for seconds): its "nothing
+// pending" is no evidence. The stream's leader has every message it acknowledged; the
+// request is never a direct get, which any replica may answer. It reads from from on
+// (next_by_subj), not the last message of the subjects (last_by_subj), which the server
+// finds by matching every subject of the stream: 5 ms a question at 100,000 subjects,
+// against tens of microseconds.
+func nextStored(ctx context.Context, nc *nats.Conn, stream string, subjects []string, from uint64) (uint64, error) {
+	var next uint64
 	for _, subject := range subjects {
 		req, err := json.Marshal(struct {
-			LastFor string `json:"last_by_subj"`
-		}{subject})
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+		}{max(from, 1), subject})
 		if err != nil {
 			return 0, err
 		}
 		msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 		if err != nil {
-			return 0, fmt.Errorf("last stored on %s: %w", subject, err)
+			return 0, fmt.Errorf("next stored on %s: %w", subject, err)
 		}
 		var resp struct {
 			Error *struct {
@@ -82,17 +87,17 @@ func lastStored(ctx context.Context, nc *nats.Conn, stream string, subjects []st
 			} `json:"message"`
 		}
 		if err := json.Unmarshal(msg.Data, &resp); err != nil {
-			return 0, fmt.Errorf("last stored on %s: %w", subject, err)
+			return 0, fmt.Errorf("next stored on %s: %w", subject, err)
 		}
 		switch {
 		case resp.Error != nil && resp.Error.ErrCode == errNoMessageFound:
 		case resp.Error != nil:
-			return 0, fmt.Errorf("last stored on %s: %s (%d)", subject, resp.Error.Description, resp.Error.ErrCode)
-		case resp.Message != nil:
-			last = max(last, resp.Message.Seq)
+			return 0, fmt.Errorf("next stored on %s: %s (%d)", subject, resp.Error.Description, resp.Error.ErrCode)
+		case resp.Message != nil && (next == 0 || resp.Message.Seq < next):
+			next = resp.Message.Seq
 		}
 	}
-	return last, nil
+	return next, nil
 }
 
 // errNoMessageFound is the JetStream API's error code for a get that found no message.

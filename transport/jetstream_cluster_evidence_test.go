@@ -21,7 +21,7 @@ import (
 // store and acknowledge the pipeline's reply. s2 still believes it leads the durable,
 // whose copy of the stream lacks the reply: nothing pending, every delivery received. A
 // proof that trusted it would mark past the deadline, a false hang; the stream's leader,
-// which a proof asks too (lastStored), is out of reach: nothing fires (SPEC §2).
+// which a proof asks too (nextStored), is out of reach: nothing fires (SPEC §2).
 func TestJetStreamSourceIsolatedConsumerLeader(t *testing.T) {
 	ports := freePorts(t, 6)
 	client := func(i int) int { return ports[2*i] }

@@ -123,11 +123,12 @@ type JetStreamSource struct {
 	lastSeq  uint64 // the highest stream sequence received
 	lossTo   uint64 // a delivery was lost: no marks until the ack floor reaches this
 	covered  uint64 // the replay covered every message stored up to this sequence
-	// A proof waits (proving) for this consumer sequence and this stream sequence
-	// (stored: the last the stream's leader had stored on the subjects) to mark proofAt.
-	proving         bool
-	pending, stored uint64
-	proofAt         time.Time
+	// A proof waits (proving) for this consumer sequence to mark proofAt, unless the
+	// stream's leader knew of a message of the subjects not received yet (next, 0 for
+	// none): then for it, to ask again.
+	proving       bool
+	pending, next uint64
+	proofAt       time.Time
 }
 
 var (
@@ -535,14 +536,24 @@ func (s *JetStreamSource) received(cons, seq uint64) {
 	s.lastCons, s.lastSeq = max(s.lastCons, cons), max(s.lastSeq, seq)
 }
 
-// markIfProved marks the time of the proof that waits, once every delivery it counted
-// and every message the stream had stored when it was asked have been received; s.mu is
-// held.
+// markIfProved marks the time of the proof that waits once every delivery it counted
+// has been received, and the stream's leader knew of no message of the subjects not
+// received yet. When it knew of one, the proof ends without a mark once that one is
+// received, and another is asked for: messages may have been stored after it before
+// the proof began. s.mu is held.
 func (s *JetStreamSource) markIfProved() {
-	if s.proving && s.lastCons >= s.pending && max(s.lastSeq, s.covered) >= s.stored && s.lossTo == 0 {
-		s.in.Mark(s.proofAt)
-		s.proving = false
+	if !s.proving || s.lastCons < s.pending || s.lossTo != 0 {
+		return
 	}
+	switch {
+	case s.next == 0:
+		s.in.Mark(s.proofAt)
+	case max(s.lastSeq, s.covered) >= s.next:
+		s.Probe()
+	default:
+		return
+	}
+	s.proving = false
 }
 
 func (s *JetStreamSource) limited() *zap.Logger { return s.rejects.limited }
@@ -569,13 +580,13 @@ func (s *JetStreamSource) prober(ctx context.Context) {
 	}
 }
 
-// prove asks the consumer's info at t, then the stream's leader for the last message
-// stored on the subjects: when nothing is pending, every delivery the consumer counts and
-// every message stored up to that one have been, or will be, received; the mark at t (or
-// at the server's time of the answer, when earlier) follows the last of them. The
-// stream's leader is asked because the consumer's answers from its own replica, which may
-// lag behind what the stream stored (lastStored). A lost delivery blocks marks until the
-// ack floor passes it.
+// prove asks the consumer's info at t, then the stream's leader for a message of the
+// subjects not received yet: when nothing is pending, every delivery the consumer counts
+// has been, or will be, received, and there is no such message, the mark at t (or at
+// the server's time of the answer, when earlier) follows the last of them. The stream's
+// leader is asked because the consumer answers from its own replica, which may lag
+// behind what the stream stored (nextStored). A lost delivery blocks marks until the ack
+// floor passes it.
 func (s *JetStreamSource) prove(ctx context.Context) error {
 	s.stats.probes.Add(1)
 	t := s.o.Now()
@@ -586,7 +597,10 @@ func (s *JetStreamSource) prove(ctx context.Context) error {
 		s.stats.probeErrors.Add(1)
 		return err
 	}
-	stored, err := lastStored(ctx, s.conn.NATS(), s.so.Name, s.o.Subjects)
+	s.mu.Lock()
+	from := max(s.lastSeq, s.covered) + 1
+	s.mu.Unlock()
+	next, err := nextStored(ctx, s.conn.NATS(), s.so.Name, s.o.Subjects, from)
 	if err != nil {
 		s.stats.probeErrors.Add(1)
 		return err
@@ -606,7 +620,7 @@ func (s *JetStreamSource) prove(ctx context.Context) error {
 	if info.NumPending > 0 || s.lossTo != 0 {
 		return nil // a backlog is on its way: its deliveries are marks themselves
 	}
-	s.proving, s.pending, s.stored, s.proofAt = true, info.Delivered.Consumer, stored, t
+	s.proving, s.pending, s.next, s.proofAt = true, info.Delivered.Consumer, next, t
 	s.markIfProved()
 	return nil
 }

@@ -696,3 +696,35 @@ func TestJetStreamSourceEndsWhenNATSClosesTheConnection(t *testing.T) {
 		t.Fatal("Run still running on a closed connection")
 	}
 }
+
+// TestJetStreamSourceProofWaitsForNextStored: a proof whose consumer counted every
+// delivery received marks at once when the stream's leader knows of no message not
+// received yet; when it knows of one, the proof does not mark, not even once that one
+// is received (more may have been stored after it before the proof began): it asks
+// again.
+func TestJetStreamSourceProofWaitsForNextStored(t *testing.T) {
+	rec := newRecorder()
+	s := &JetStreamSource{in: rec, probe: make(chan struct{}, 1)}
+	at := time.Unix(1000, 0)
+	s.lastCons, s.lastSeq = 5, 50
+	s.proving, s.pending, s.next, s.proofAt = true, 5, 0, at
+	s.markIfProved()
+	if got := count(rec.all(), isMark); got != 1 || s.proving {
+		t.Fatalf("nothing stored beyond what was received: %d marks, still proving %v; want 1, false", got, s.proving)
+	}
+	s.proving, s.pending, s.next, s.proofAt = true, 5, 52, at.Add(time.Second)
+	s.markIfProved()
+	if got := count(rec.all(), isMark); got != 1 || !s.proving {
+		t.Fatalf("a message stored not received yet: %d marks, still proving %v; want the first only, true", got, s.proving)
+	}
+	s.received(6, 52)
+	s.markIfProved()
+	if got := count(rec.all(), isMark); got != 1 || s.proving {
+		t.Fatalf("that message received: %d marks, still proving %v; want no new mark, false", got, s.proving)
+	}
+	select {
+	case <-s.probe:
+	default:
+		t.Fatal("that message received: no new proof asked for")
+	}
+}
