@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -495,14 +496,15 @@ func (s *JetStreamSink) wentOut(ctx context.Context, q queued) bool {
 		return false
 	}
 	// An id MsgID had to encode (a ':', '%' or control character in it) was written
-	// unencoded by earlier versions, which the stream may hold (legacy).
+	// unencoded by earlier versions, which the stream may hold (legacy), as NATS carried
+	// it.
 	id, lastID := q.msg.Header.Get(nats.MsgIdHdr), last.Header.Get(nats.MsgIdHdr)
-	legacy := wire.LegacyMsgID(id)
+	legacy := asHeader(wire.LegacyMsgID(id))
 	switch {
 	case lastID == id, lastID == legacy:
 		return true
 	case !strings.HasPrefix(lastID, id[:strings.IndexByte(id, ':')+1]) &&
-		(legacy == id || !strings.HasPrefix(lastID, q.callID+":")):
+		(legacy == id || !strings.HasPrefix(lastID, asHeader(q.callID+":"))):
 		return false // another call's: the call id as MsgID encodes it, up to its ':'
 	}
 	armed, err := strconv.ParseInt(last.Header.Get(HeaderArmed), 10, 64)
@@ -528,3 +530,9 @@ func (s *JetStreamSink) Stats() JetStreamSinkStats {
 	}
 	return st
 }
+
+// asHeader returns v as a NATS header carries it: trimmed of white space, its line
+// breaks made spaces (nats.go's writeHeaderValue).
+func asHeader(v string) string { return headerBreaks.Replace(textproto.TrimString(v)) }
+
+var headerBreaks = strings.NewReplacer("\r", " ", "\n", " ")

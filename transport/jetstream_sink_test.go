@@ -612,3 +612,41 @@ func TestJetStreamSinkRebuiltLegacyMsgID(t *testing.T) {
 		t.Errorf("the subscriber received %v again, want nothing: this hang went out before the upgrade", got)
 	}
 }
+
+// TestJetStreamSinkRebuiltLegacyMsgIDAsCarried: as TestJetStreamSinkRebuiltLegacyMsgID,
+// for call ids that NATS changed in the unencoded header (a line break made a space, a
+// leading space trimmed): the check compares the earlier id as NATS carried it.
+func TestJetStreamSinkRebuiltLegacyMsgIDAsCarried(t *testing.T) {
+	for _, callID := range []string{"call\nE", " lead"} {
+		t.Run(strconv.Quote(callID), func(t *testing.T) {
+			srv := startJetStream(t)
+			js := jsClient(t, srv)
+			o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
+			sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			received := listen(t, srv, "alerts.hang.>")
+			out := hangOutput(t, detector.KindHang, "user-2")
+			armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
+			before := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
+			before.Header.Set(nats.MsgIdHdr, callID+":user-2:hang") // as versions before the encoding wrote it
+			before.Header.Set(HeaderArmed, strconv.FormatInt(armed, 10))
+			if _, err := js.PublishMsg(testCtx(t), before); err != nil {
+				t.Fatal(err)
+			}
+			received()
+			closeSink, _ := runSink(t, sink)
+			out.Rebuilt = true
+			if err := sink.Publish(callID, out); err != nil {
+				t.Fatal(err)
+			}
+			if err := closeSink(); err != nil {
+				t.Fatal(err)
+			}
+			if got := received(); len(got) != 0 {
+				t.Errorf("the subscriber received %d again, want nothing: this hang went out before the upgrade", len(got))
+			}
+		})
+	}
+}

@@ -242,7 +242,8 @@ func MsgID(callID string, out *detector.Output) string {
 
 // LegacyMsgID returns the Nats-Msg-Id that versions before MsgID's encoding gave the
 // same output: its ids undone, joined as they are. It equals id for an id that needed
-// no encoding. (A stream written by such a version holds its outputs under those ids.)
+// no encoding. (A stream written by such a version holds its outputs under those ids,
+// as NATS carried them in a header: trimmed, line breaks made spaces.)
 func LegacyMsgID(id string) string {
 	if !strings.Contains(id, "%") {
 		return id
