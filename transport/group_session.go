@@ -498,6 +498,7 @@ func (ss *session) prove(ctx context.Context) {
 	next, err := nextStored(ctx, g.conn.NATS(), g.so.Name, []string{ss.filter}, from)
 	if err != nil {
 		g.stats.probeErrors.Add(1)
+		g.o.Limited.Warn("proof of a partition's input failed: no deadline fires until one succeeds", zap.Int("partition", ss.p), zap.Error(err))
 		return
 	}
 	g.mu.Lock()

@@ -570,7 +570,10 @@ func (s *JetStreamSource) prober(ctx context.Context) {
 		case <-s.probe:
 		case <-tick.C:
 		}
-		for s.prove(ctx) != nil && ctx.Err() == nil {
+		for err := s.prove(ctx); err != nil && ctx.Err() == nil; err = s.prove(ctx) {
+			// Nothing fires until a proof succeeds: say why (a server unreachable, or
+			// credentials that may not ask the stream's API).
+			s.limited().Warn("proof of the input failed: no deadline fires until one succeeds", zap.Error(err))
 			select {
 			case <-ctx.Done():
 				return
