@@ -36,16 +36,57 @@ func runStoppableEngine(t *testing.T, src engine.Source, sink engine.Sink, cfg d
 	return eng, stop
 }
 
-// TestReviewStaleDuplicateThenRestart: SPEC §2 "Producers ... may deliver snapshots
-// late, twice or never ... Detection gives the same verdicts in every case", §6
-// "failover neither loses nor invents nor repeats a hang", README "restart of
-// hangwatch: ... a call answered or ended meanwhile is not [reported]".
-//
-// A producer re-sends (late duplicate) an older snapshot of a call after the snapshot
-// that holds the reply. Live, the engine ignores it (older). The events stream keeps one
-// message per subject, so the stale snapshot replaces the answered one; after a restart
-// of hangwatch the replay rebuilds the call from the stale snapshot alone, and a hang is
-// published for a turn that was answered in time.
+// instance is one hangwatch in JetStream mode on a server, as the binary wires it: a
+// source on the events stream, a sink into the hang stream (or the test's), an engine
+// with a turn timeout of 1 s. A test stops it and starts the next on the same streams
+// and durable: a restart.
+type instance struct {
+	t          *testing.T
+	eng        *engine.Engine
+	stopEngine func()
+	closeSink  func() error // nil with the test's sink
+}
+
+// startInstance starts an instance on srv and waits until it consumes live; sink nil
+// gives it a JetStream sink of its own.
+func startInstance(t *testing.T, srv *testServer, so StreamOptions, sink engine.Sink) *instance {
+	t.Helper()
+	cfg := detector.DefaultConfig()
+	cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
+	conn := connect(t, srv, ConnOptions{})
+	src := newJSSource(t, conn, SourceOptions{ProbeEvery: 100 * time.Millisecond}, so, ConsumerOptions{})
+	in := &instance{t: t}
+	if sink == nil {
+		js := newJSSink(t, conn, JetStreamSinkOptions{})
+		in.closeSink, _ = runSink(t, js)
+		sink = js
+	}
+	in.eng, in.stopEngine = runStoppableEngine(t, src, sink, cfg)
+	eventually(t, "live", src.Ready)
+	return in
+}
+
+// settle waits d, then until the engine has applied what it was handed.
+func (in *instance) settle(d time.Duration) {
+	in.t.Helper()
+	time.Sleep(d)
+	if err := in.eng.Sync(testCtx(in.t)); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+// stop stops the instance as SIGTERM does: the engine, then its sink once it has stored
+// what it holds.
+func (in *instance) stop() {
+	in.t.Helper()
+	in.stopEngine()
+	if in.closeSink != nil {
+		if err := in.closeSink(); err != nil {
+			in.t.Fatal(err)
+		}
+	}
+}
+
 // TestJetStreamRestartEndedWhileDownAfterHang: an instance published a call's hang and
 // stopped; the call ended while no instance ran (a Vapi status-update "ended", which
 // carries no history). The next instance rebuilds the call from the stream and owes
@@ -54,23 +95,12 @@ func TestJetStreamRestartEndedWhileDownAfterHang(t *testing.T) {
 	srv := startJetStream(t)
 	js := jsClient(t, srv)
 	received := listen(t, srv, "voice.>")
-	cfg := detector.DefaultConfig()
-	cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
 
-	conn1 := connect(t, srv, ConnOptions{})
-	src1 := newJSSource(t, conn1, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{}, ConsumerOptions{})
-	sink1 := newJSSink(t, conn1, JetStreamSinkOptions{})
-	closeSink1, _ := runSink(t, sink1)
-	eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
-	eventually(t, "live", src1.Ready)
-
+	first := startInstance(t, srv, StreamOptions{}, nil)
 	now := time.Now().UnixMilli()
 	store(t, js, eventSubject("c1", "conversation-update"), convUpdate("c1", now, userTurn("user-1", now)))
-	eventually(t, "hang published by the first instance", func() bool { return eng1.Stats().Hangs() == 1 })
-	stop1()
-	if err := closeSink1(); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "hang published by the first instance", func() bool { return first.eng.Stats().Hangs() == 1 })
+	first.stop()
 	if got := received(); got["c1:user-1:hang"] != 1 {
 		t.Fatalf("subscriber got %v, want the hang", got)
 	}
@@ -78,33 +108,16 @@ func TestJetStreamRestartEndedWhileDownAfterHang(t *testing.T) {
 	// While hangwatch is down the call ends.
 	store(t, js, eventSubject("c1", "status-update"), statusUpdate("c1", "ended", time.Now().UnixMilli()))
 
-	conn2 := connect(t, srv, ConnOptions{})
-	src2 := newJSSource(t, conn2, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{}, ConsumerOptions{})
-	sink2 := newJSSink(t, conn2, JetStreamSinkOptions{})
-	closeSink2, _ := runSink(t, sink2)
-	eng2, stop2 := runStoppableEngine(t, src2, sink2, cfg)
-	eventually(t, "live after restart", src2.Ready)
-	time.Sleep(2 * time.Second)
-	if err := eng2.Sync(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	stop2()
-	if err := closeSink2(); err != nil {
-		t.Fatal(err)
-	}
+	second := startInstance(t, srv, StreamOptions{}, nil)
+	second.settle(2 * time.Second)
+	second.stop()
 	got := received()
-	t.Logf("after the restart the subscriber got %v (engine: hangs %d, unresolved %d)", got, eng2.Stats().Hangs(), eng2.Stats().Unresolved())
+	t.Logf("after the restart the subscriber got %v (engine: hangs %d, unresolved %d)", got, second.eng.Stats().Hangs(), second.eng.Stats().Unresolved())
 	if got["c1:user-1:unresolved"] != 1 {
 		t.Errorf("the call hung (its hang went out) and ended while hangwatch was down: got %v, want one c1:user-1:unresolved", got)
 	}
 }
 
-// TestReviewHangLostWhenCallEndsDuringOutage: SPEC §6 "A hang whose deadline passed
-// during the failover is published late, once" and README "a stall whose deadline passed
-// while it was down is reported at once (with its true wait)". hangwatch is down from
-// just after the user turn; the deadline passes, then the call ends (status-update,
-// call.status "ended", as Vapi sends before its end-of-call-report). Live, the engine
-// would have published hang then hang-unresolved; the restarted one publishes nothing.
 // TestJetStreamRestartEndedWhileDownPastDeadline: hangwatch went down right after a
 // user turn; its deadline passed and the call ended while no instance ran. The next
 // instance publishes the hang late, then the hang-unresolved, once each (SPEC §6: "A hang
@@ -113,39 +126,18 @@ func TestJetStreamRestartEndedWhileDownPastDeadline(t *testing.T) {
 	srv := startJetStream(t)
 	js := jsClient(t, srv)
 	received := listen(t, srv, "voice.>")
-	cfg := detector.DefaultConfig()
-	cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
 
-	conn1 := connect(t, srv, ConnOptions{})
-	src1 := newJSSource(t, conn1, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{}, ConsumerOptions{})
-	sink1 := newJSSink(t, conn1, JetStreamSinkOptions{})
-	closeSink1, _ := runSink(t, sink1)
-	eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
-	eventually(t, "live", src1.Ready)
+	first := startInstance(t, srv, StreamOptions{}, nil)
 	now := time.Now().UnixMilli()
 	store(t, js, eventSubject("c1", "conversation-update"), convUpdate("c1", now, userTurn("user-1", now)))
-	eventually(t, "armed", func() bool { return eng1.Stats().Armed == 1 })
-	stop1() // hangwatch goes down before the deadline
-	if err := closeSink1(); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "armed", func() bool { return first.eng.Stats().Armed == 1 })
+	first.stop() // hangwatch goes down before the deadline
 	time.Sleep(time.Until(time.UnixMilli(now).Add(2 * time.Second)))
 	store(t, js, eventSubject("c1", "status-update"), statusUpdate("c1", "ended", time.Now().UnixMilli()))
 
-	conn2 := connect(t, srv, ConnOptions{})
-	src2 := newJSSource(t, conn2, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{}, ConsumerOptions{})
-	sink2 := newJSSink(t, conn2, JetStreamSinkOptions{})
-	closeSink2, _ := runSink(t, sink2)
-	eng2, stop2 := runStoppableEngine(t, src2, sink2, cfg)
-	eventually(t, "live after restart", src2.Ready)
-	time.Sleep(time.Second)
-	if err := eng2.Sync(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	stop2()
-	if err := closeSink2(); err != nil {
-		t.Fatal(err)
-	}
+	second := startInstance(t, srv, StreamOptions{}, nil)
+	second.settle(time.Second)
+	second.stop()
 	got := received()
 	if got["c1:user-1:hang"] != 1 || got["c1:user-1:unresolved"] != 1 {
 		t.Errorf("the turn went unanswered 2 s past its 1 s deadline and the call ended: got %v, want c1:user-1:hang and c1:user-1:unresolved once each", got)
@@ -160,39 +152,26 @@ func TestJetStreamRestartEndedWhileDownPastDeadline(t *testing.T) {
 func TestJetStreamRestartStaleDuplicate(t *testing.T) {
 	srv := startJetStream(t)
 	js := jsClient(t, srv)
-	conn := connect(t, srv, ConnOptions{})
-	cfg := detector.DefaultConfig()
-	cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
+	so := StreamOptions{PerSubject: 2}
 
-	src1 := newJSSource(t, conn, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{PerSubject: 2}, ConsumerOptions{})
 	sink1 := &recordingSink{}
-	eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
-	eventually(t, "live", src1.Ready)
-
+	first := startInstance(t, srv, so, sink1)
 	now := time.Now().UnixMilli()
 	subj := eventSubject("c1", "conversation-update")
 	stale := convUpdate("c1", now, userTurn("user-1", now))
 	store(t, js, subj, stale)
 	store(t, js, subj, convUpdate("c1", now+200, userTurn("user-1", now), replyTurn("user-1-r", now+200)))
-	store(t, js, subj, stale)           // the producer's late duplicate of the older snapshot
-	time.Sleep(2500 * time.Millisecond) // past the turn's deadline
-	if err := eng1.Sync(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
+	store(t, js, subj, stale)             // the producer's late duplicate of the older snapshot
+	first.settle(2500 * time.Millisecond) // past the turn's deadline
 	if outs := sink1.all(); len(outs) != 0 {
 		t.Fatalf("live engine published %v for a call answered in time", outs)
 	}
-	stop1()
+	first.stop()
 
 	// hangwatch restarts: a new engine and source on the same stream and durable.
-	src2 := newJSSource(t, conn, SourceOptions{ProbeEvery: 100 * time.Millisecond}, StreamOptions{PerSubject: 2}, ConsumerOptions{})
 	sink2 := &recordingSink{}
-	eng2, _ := runStoppableEngine(t, src2, sink2, cfg)
-	eventually(t, "live after restart", src2.Ready)
-	time.Sleep(1500 * time.Millisecond)
-	if err := eng2.Sync(testCtx(t)); err != nil {
-		t.Fatal(err)
-	}
+	second := startInstance(t, srv, so, sink2)
+	second.settle(1500 * time.Millisecond)
 	if outs := sink2.all(); len(outs) != 0 {
 		t.Errorf("after a restart, published %v for a call whose turn was answered 200 ms after it (live: nothing)", outs)
 	}
@@ -217,17 +196,9 @@ func TestJetStreamRestartEndAfterSpeechReplaced(t *testing.T) {
 			srv := startJetStream(t)
 			js := jsClient(t, srv)
 			received := listen(t, srv, "voice.>")
-			cfg := detector.DefaultConfig()
-			cfg.Timeout, cfg.MaxWait, cfg.MaxLag = time.Second, 0, 500*time.Millisecond
 			so := StreamOptions{PerSubject: perSubject}
 
-			conn1 := connect(t, srv, ConnOptions{})
-			src1 := newJSSource(t, conn1, SourceOptions{ProbeEvery: 100 * time.Millisecond}, so, ConsumerOptions{})
-			sink1 := newJSSink(t, conn1, JetStreamSinkOptions{})
-			closeSink1, _ := runSink(t, sink1)
-			eng1, stop1 := runStoppableEngine(t, src1, sink1, cfg)
-			eventually(t, "live", src1.Ready)
-
+			first := startInstance(t, srv, so, nil)
 			now := time.Now().UnixMilli()
 			store(t, js, eventSubject("c1", "conversation-update"), convUpdate("c1", now, userTurn("user-1", now)))
 			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "assistant", "started", now+300))
@@ -236,34 +207,15 @@ func TestJetStreamRestartEndAfterSpeechReplaced(t *testing.T) {
 			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "user", "started", time.Now().UnixMilli()))
 			store(t, js, eventSubject("c1", "speech-update"), vapiSpeech("c1", "assistant", "stopped", time.Now().UnixMilli()))
 			store(t, js, eventSubject("c1", "status-update"), statusUpdate("c1", "ended", time.Now().UnixMilli()))
-			time.Sleep(500 * time.Millisecond)
-			if err := eng1.Sync(testCtx(t)); err != nil {
-				t.Fatal(err)
-			}
-			stop1()
-			if err := closeSink1(); err != nil {
-				t.Fatal(err)
-			}
+			first.settle(500 * time.Millisecond)
+			first.stop()
 			if got := outputsOf(received()); len(got) != 0 {
 				t.Fatalf("live instance published %v for a turn answered in time (speech-update started)", got)
 			}
 
-			conn2 := connect(t, srv, ConnOptions{})
-			src2 := newJSSource(t, conn2, SourceOptions{ProbeEvery: 100 * time.Millisecond}, so, ConsumerOptions{})
-			sink2 := newJSSink(t, conn2, JetStreamSinkOptions{})
-			closeSink2, _ := runSink(t, sink2)
-			eng2, stop2 := runStoppableEngine(t, src2, sink2, cfg)
-			eventually(t, "live after restart", src2.Ready)
-			time.Sleep(500 * time.Millisecond)
-			if err := eng2.Sync(testCtx(t)); err != nil {
-				t.Fatal(err)
-			}
-			st := eng2.Stats()
-			t.Logf("eng2: events %d hangs %d unresolved %d calls %d", st.Events, st.Hangs(), st.Unresolved(), st.Calls)
-			stop2()
-			if err := closeSink2(); err != nil {
-				t.Fatal(err)
-			}
+			second := startInstance(t, srv, so, nil)
+			second.settle(500 * time.Millisecond)
+			second.stop()
 			if got := outputsOf(received()); len(got) != 0 {
 				t.Errorf("restarted instance published %v for a call answered in time and already judged live (nothing)", got)
 			}

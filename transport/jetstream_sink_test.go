@@ -500,10 +500,12 @@ func TestJetStreamSinkCloseWhilePublishing(t *testing.T) {
 	}
 }
 
-// TestJetStreamSinkRebuiltSharedSubject: with a subject template without {callId}, the
-// last output on a rebuilt output's subject may be another call's: a stretch of another
-// call armed later says nothing of this one, which is published.
-func TestJetStreamSinkRebuiltSharedSubject(t *testing.T) {
+// rebuiltAfterStored stores an output in the hang stream under storedID, armed
+// armedLater after the stretch of a hang of call callID, on the subject both take with
+// a template without {callId}; then it publishes that hang, rebuilt, through a new
+// sink, and returns what a subscriber got of it and the sink's stats.
+func rebuiltAfterStored(t *testing.T, storedID string, armedLater time.Duration, callID string) (map[string]int, JetStreamSinkStats) {
+	t.Helper()
 	srv := startJetStream(t)
 	js := jsClient(t, srv)
 	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
@@ -513,27 +515,35 @@ func TestJetStreamSinkRebuiltSharedSubject(t *testing.T) {
 	}
 	received := listen(t, srv, "alerts.hang.>")
 	out := hangOutput(t, detector.KindHang, "user-2")
-	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
-	other := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
-	other.Header.Set(nats.MsgIdHdr, "other:user-9:hang")
-	other.Header.Set(HeaderArmed, strconv.FormatInt(armed+60_000, 10))
-	if _, err := js.PublishMsg(testCtx(t), other); err != nil {
+	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).Add(armedLater).UnixMilli()
+	stored := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
+	stored.Header.Set(nats.MsgIdHdr, storedID)
+	stored.Header.Set(HeaderArmed, strconv.FormatInt(armed, 10))
+	if _, err := js.PublishMsg(testCtx(t), stored); err != nil {
 		t.Fatal(err)
 	}
 	received()
 
 	closeSink, _ := runSink(t, sink)
 	out.Rebuilt = true
-	if err := sink.Publish("c1", out); err != nil {
+	if err := sink.Publish(callID, out); err != nil {
 		t.Fatal(err)
 	}
 	if err := closeSink(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := received(), map[string]int{"c1:user-2:hang": 1}; !maps.Equal(got, want) {
+	return received(), sink.Stats()
+}
+
+// TestJetStreamSinkRebuiltSharedSubject: with a subject template without {callId}, the
+// last output on a rebuilt output's subject may be another call's: a stretch of another
+// call armed later says nothing of this one, which is published.
+func TestJetStreamSinkRebuiltSharedSubject(t *testing.T) {
+	got, st := rebuiltAfterStored(t, "other:user-9:hang", time.Minute, "c1")
+	if want := map[string]int{"c1:user-2:hang": 1}; !maps.Equal(got, want) {
 		t.Errorf("the subscriber received %v, want %v", got, want)
 	}
-	if st := sink.Stats(); st.AlreadyOut != 0 {
+	if st.AlreadyOut != 0 {
 		t.Errorf("Stats() = %+v, want nothing held back", st)
 	}
 }
@@ -542,110 +552,27 @@ func TestJetStreamSinkRebuiltSharedSubject(t *testing.T) {
 // later stretch's of the same call, whose id MsgID percent-encodes (a ':' in it): a
 // rebuilt output of an earlier stretch of that call went out before, and is held back.
 func TestJetStreamSinkRebuiltEncodedCallID(t *testing.T) {
-	srv := startJetStream(t)
-	js := jsClient(t, srv)
-	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
-	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	received := listen(t, srv, "alerts.hang.>")
-	out := hangOutput(t, detector.KindHang, "user-2")
-	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
-	later := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
-	later.Header.Set(nats.MsgIdHdr, "x%3Ay:user-9:hang")
-	later.Header.Set(HeaderArmed, strconv.FormatInt(armed+60_000, 10))
-	if _, err := js.PublishMsg(testCtx(t), later); err != nil {
-		t.Fatal(err)
-	}
-	received()
-
-	closeSink, _ := runSink(t, sink)
-	out.Rebuilt = true
-	if err := sink.Publish("x:y", out); err != nil {
-		t.Fatal(err)
-	}
-	if err := closeSink(); err != nil {
-		t.Fatal(err)
-	}
-	if got := received(); len(got) != 0 {
+	got, st := rebuiltAfterStored(t, "x%3Ay:user-9:hang", time.Minute, "x:y")
+	if len(got) != 0 {
 		t.Errorf("the subscriber received %v, want nothing: a later stretch of the call went out", got)
 	}
-	if st := sink.Stats(); st.AlreadyOut != 1 {
+	if st.AlreadyOut != 1 {
 		t.Errorf("Stats() = %+v, want one held back as already out", st)
 	}
 }
 
 // TestJetStreamSinkRebuiltLegacyMsgID: SPEC §3 "Exactly once ... across restarts". A
-// hang of call "x:y" went out before an upgrade, under the Nats-Msg-Id earlier versions
-// gave it ("x:y:user-2:hang", unencoded). The upgraded instance rebuilds the call and
-// detects the same stall late, under "x%3Ay:user-2:hang": the hang stream's check knows
-// the earlier form, and the subscriber does not get it twice.
+// hang went out before an upgrade under the Nats-Msg-Id earlier versions gave it,
+// unencoded, as NATS carried it in a header (a line break made a space, a leading space
+// trimmed). The upgraded instance rebuilds the call and detects the same stall late,
+// under the encoded id ("x%3Ay:user-2:hang"): the hang stream's check knows the earlier
+// form, and the subscriber does not get it twice.
 func TestJetStreamSinkRebuiltLegacyMsgID(t *testing.T) {
-	srv := startJetStream(t)
-	js := jsClient(t, srv)
-	o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
-	sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	received := listen(t, srv, "alerts.hang.>")
-	out := hangOutput(t, detector.KindHang, "user-2")
-	armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
-	before := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
-	before.Header.Set(nats.MsgIdHdr, "x:y:user-2:hang") // as versions before the encoding wrote it
-	before.Header.Set(HeaderArmed, strconv.FormatInt(armed, 10))
-	if _, err := js.PublishMsg(testCtx(t), before); err != nil {
-		t.Fatal(err)
-	}
-	received()
-
-	closeSink, _ := runSink(t, sink)
-	out.Rebuilt = true
-	if err := sink.Publish("x:y", out); err != nil {
-		t.Fatal(err)
-	}
-	if err := closeSink(); err != nil {
-		t.Fatal(err)
-	}
-	if got := received(); len(got) != 0 {
-		t.Errorf("the subscriber received %v again, want nothing: this hang went out before the upgrade", got)
-	}
-}
-
-// TestJetStreamSinkRebuiltLegacyMsgIDAsCarried: as TestJetStreamSinkRebuiltLegacyMsgID,
-// for call ids that NATS changed in the unencoded header (a line break made a space, a
-// leading space trimmed): the check compares the earlier id as NATS carried it.
-func TestJetStreamSinkRebuiltLegacyMsgIDAsCarried(t *testing.T) {
-	for _, callID := range []string{"call\nE", " lead"} {
+	for _, callID := range []string{"x:y", "call\nE", " lead"} {
 		t.Run(strconv.Quote(callID), func(t *testing.T) {
-			srv := startJetStream(t)
-			js := jsClient(t, srv)
-			o := SinkOptions{HangSubject: wire.MustParseSubjectTemplate("alerts.hang.{teamId}")}
-			sink, err := NewJetStreamSink(testCtx(t), connect(t, srv, ConnOptions{}), o, JetStreamSinkOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			received := listen(t, srv, "alerts.hang.>")
-			out := hangOutput(t, detector.KindHang, "user-2")
-			armed := time.Unix(0, out.Wall-(out.At-out.Armed)).UnixMilli()
-			before := nats.NewMsg(StorePrefix + ".alerts.hang." + fixtureTeam)
-			before.Header.Set(nats.MsgIdHdr, callID+":user-2:hang") // as versions before the encoding wrote it
-			before.Header.Set(HeaderArmed, strconv.FormatInt(armed, 10))
-			if _, err := js.PublishMsg(testCtx(t), before); err != nil {
-				t.Fatal(err)
-			}
-			received()
-			closeSink, _ := runSink(t, sink)
-			out.Rebuilt = true
-			if err := sink.Publish(callID, out); err != nil {
-				t.Fatal(err)
-			}
-			if err := closeSink(); err != nil {
-				t.Fatal(err)
-			}
-			if got := received(); len(got) != 0 {
-				t.Errorf("the subscriber received %d again, want nothing: this hang went out before the upgrade", len(got))
+			// As versions before the encoding wrote it.
+			if got, _ := rebuiltAfterStored(t, callID+":user-2:hang", 0, callID); len(got) != 0 {
+				t.Errorf("the subscriber received %v again, want nothing: this hang went out before the upgrade", got)
 			}
 		})
 	}

@@ -304,16 +304,10 @@ func TestSourceGapBeforeMarkWhenReconnectHandlerLate(t *testing.T) {
 	}
 }
 
-// TestSourceSlowConsumer: a subscription that overflows its pending limits while the
-// engine is behind loses events; they are counted, and reported as a gap before the
-// next mark.
-func TestSourceSlowConsumer(t *testing.T) {
-	srv := startServer(t, EmbeddedOptions{})
-	conn := connect(t, srv, ConnOptions{})
-	src, rec, _ := startSource(t, conn, SourceOptions{PendingBytes: 4 << 10})
-	lastMark := rec.all()[0].at
-	pub := plainClient(t, srv)
-
+// overflow holds the engine and publishes until the source's subscription, with small
+// pending limits, drops events as a slow consumer; the engine stays held.
+func overflow(t *testing.T, src *Source, rec *recorder, pub *nats.Conn) {
+	t.Helper()
 	rec.hold()
 	for i := range 100 {
 		call := fmt.Sprint("c", i)
@@ -325,6 +319,19 @@ func TestSourceSlowConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "events dropped", func() bool { return src.Stats().Dropped > 0 })
+}
+
+// TestSourceSlowConsumer: a subscription that overflows its pending limits while the
+// engine is behind loses events; they are counted, and reported as a gap before the
+// next mark.
+func TestSourceSlowConsumer(t *testing.T) {
+	srv := startServer(t, EmbeddedOptions{})
+	conn := connect(t, srv, ConnOptions{})
+	src, rec, _ := startSource(t, conn, SourceOptions{PendingBytes: 4 << 10})
+	lastMark := rec.all()[0].at
+	pub := plainClient(t, srv)
+
+	overflow(t, src, rec, pub)
 	start := rec.len()
 	before := time.Now()
 	src.Probe()
@@ -539,17 +546,7 @@ func TestSourceDrainReportsDrops(t *testing.T) {
 	lastMark := rec.all()[0].at
 	pub := plainClient(t, srv)
 
-	rec.hold()
-	for i := range 100 {
-		call := fmt.Sprint("c", i)
-		if err := pub.Publish(eventSubject(call, "status-update"), statusUpdate(call, "ongoing", 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "events dropped", func() bool { return src.Stats().Dropped > 0 })
+	overflow(t, src, rec, pub)
 	start := rec.len()
 	cancelAt := time.Now()
 	stopped := make(chan error, 1)
