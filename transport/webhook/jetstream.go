@@ -19,6 +19,7 @@ import (
 const (
 	DefaultDurablePrefix = "hangwatch-deliver-"
 	DefaultMaxAckPending = 1000
+	DefaultHeartbeat     = 5 * time.Second
 )
 
 // JetStreamOptions say where JetStreamDeliverer reads the outputs.
@@ -39,6 +40,10 @@ type JetStreamOptions struct {
 	// waiting for a retry included (default DefaultMaxAckPending); the rest wait in the
 	// stream.
 	MaxAckPending int
+	// Heartbeat is how often the server says a waiting pull request is alive (default
+	// DefaultHeartbeat). Two missed make the deliverer ask whether its consumer still
+	// exists: one deleted before a pull request reached it answers nothing, ever.
+	Heartbeat time.Duration
 }
 
 // JetStreamDeliverer delivers the outputs stored in the hang stream: a durable pull
@@ -88,6 +93,10 @@ func NewJetStream(ctx context.Context, js jetstream.JetStream, o Options, jo Jet
 	setDefault(&jo.DurablePrefix, DefaultDurablePrefix)
 	setDefault(&jo.AckWait, max(3*o.Timeout, 10*time.Second))
 	setDefault(&jo.MaxAckPending, DefaultMaxAckPending)
+	setDefault(&jo.Heartbeat, DefaultHeartbeat)
+	if jo.Heartbeat < 500*time.Millisecond || jo.Heartbeat > 15*time.Second {
+		return nil, fmt.Errorf("%w: heartbeat %v must be within 500ms-15s", ErrOptions, jo.Heartbeat)
+	}
 	if jo.AckWait <= o.Timeout {
 		return nil, fmt.Errorf("%w: ack wait %v must be above the timeout %v", ErrOptions, jo.AckWait, o.Timeout)
 	}
@@ -125,7 +134,8 @@ func NewJetStream(ctx context.Context, js jetstream.JetStream, o Options, jo Jet
 func (d *JetStreamDeliverer) Run(ctx context.Context) error {
 	its := make([]jetstream.MessagesContext, 0, len(d.eps))
 	for _, ep := range d.eps {
-		it, err := ep.consumer.Messages(jetstream.PullMaxMessages(d.o.InFlight))
+		it, err := ep.consumer.Messages(jetstream.PullMaxMessages(d.o.InFlight),
+			jetstream.PullHeartbeat(d.jo.Heartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 		if err != nil {
 			for _, it := range its {
 				it.Stop()
@@ -141,7 +151,7 @@ func (d *JetStreamDeliverer) Run(ctx context.Context) error {
 		var workers sync.WaitGroup
 		ended := make(chan error, d.o.InFlight)
 		for range d.o.InFlight {
-			workers.Go(func() { ended <- ep.work(ctx, it) })
+			workers.Go(func() { ended <- ep.work(ctx, it, d.jo.Heartbeat) })
 		}
 		stopped := make(chan struct{})
 		wg.Go(func() {
@@ -182,7 +192,7 @@ func (d *JetStreamDeliverer) Stats() Stats { return d.stats.stats() }
 
 // work takes the outputs from it until it stops, and returns the error that stopped
 // it: a terminal one (the consumer was deleted), or ErrMsgIteratorClosed.
-func (ep *jsEndpoint) work(ctx context.Context, it jetstream.MessagesContext) error {
+func (ep *jsEndpoint) work(ctx context.Context, it jetstream.MessagesContext, heartbeat time.Duration) error {
 	var last error
 	for {
 		msg, err := it.Next()
@@ -193,6 +203,18 @@ func (ep *jsEndpoint) work(ctx context.Context, it jetstream.MessagesContext) er
 				}
 				return last
 			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// A consumer deleted under a waiting pull request is reported by the
+				// server (409, a terminal error); one deleted before the request
+				// reached it leaves the request unanswered, and the iterator would ask
+				// again forever. Ask whether it exists; if it does, the iterator asks
+				// again on the next Next.
+				if ep.gone(ctx, heartbeat) {
+					last = fmt.Errorf("%w: %w", err, jetstream.ErrConsumerNotFound)
+					it.Stop()
+				}
+				continue
+			}
 			// A terminal error stops the iterator, and the next call says so; the
 			// iterator goes on after other errors (reconnections are its own).
 			last = err
@@ -201,6 +223,15 @@ func (ep *jsEndpoint) work(ctx context.Context, it jetstream.MessagesContext) er
 		}
 		ep.deliver(ctx, msg)
 	}
+}
+
+// gone says whether the server answers that the consumer does not exist; a question
+// not answered within wait (the server or the connection is down) is not an answer.
+func (ep *jsEndpoint) gone(ctx context.Context, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	_, err := ep.consumer.Info(ctx)
+	return errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
 // deliver makes one attempt at an output and settles it with the server.

@@ -31,10 +31,10 @@ var testSubjects = []string{"voice.hang.>", "voice.hang-resolved.>", "voice.hang
 // jsOptions are the options of every JetStream test, on the real clock with short
 // waits: attempts time out after 2 s (only a receiver that hangs should reach it, even
 // on a loaded machine), retries come after 50-200 ms, an output a dead deliverer held
-// comes back after 3 s.
+// comes back after 3 s, a missing consumer is asked about after 1 s of silence.
 func jsOptions(urls ...string) (Options, JetStreamOptions) {
 	return Options{URLs: urls, Secret: testSecret, Timeout: 2 * time.Second, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		JetStreamOptions{Stream: testStream, Subjects: testSubjects, AckWait: 3 * time.Second}
+		JetStreamOptions{Stream: testStream, Subjects: testSubjects, AckWait: 3 * time.Second, Heartbeat: 500 * time.Millisecond}
 }
 
 // hangStream starts a JetStream server with the hang stream and returns a client.
@@ -294,6 +294,13 @@ func TestNewJetStreamRefuses(t *testing.T) {
 	if _, err := NewJetStream(ctx, js, o, jo); !errors.Is(err, ErrOptions) {
 		t.Errorf("an ack wait no longer than an attempt: %v, want ErrOptions", err)
 	}
+	for _, hb := range []time.Duration{100 * time.Millisecond, 20 * time.Second} {
+		o, jo = jsOptions("http://127.0.0.1:1/hook")
+		jo.Heartbeat = hb
+		if _, err := NewJetStream(ctx, js, o, jo); !errors.Is(err, ErrOptions) {
+			t.Errorf("a heartbeat of %v: %v, want ErrOptions", hb, err)
+		}
+	}
 }
 
 // Delivery goes on across a restart of the NATS server: the consumer is durable, and the
@@ -352,6 +359,32 @@ func TestJetStreamConsumerDeleted(t *testing.T) {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "consumer stopped") {
 			t.Errorf("Run = %v, want the consumer stopped", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Run goes on without its consumer")
+	}
+}
+
+// A consumer deleted before the first pull request reaches it (an operator's mistake
+// right after the start; CI caught it in the sidecar's /readyz test) stops Run too: the
+// server answers no such request, so the deliverer asks whether its consumer exists
+// once the heartbeats stop.
+func TestJetStreamConsumerDeletedBeforeRun(t *testing.T) {
+	_, js := hangStream(t)
+	r := newReceiver(t, nil)
+	o, jo := jsOptions(r.URL)
+	d := newJS(t, js, o, jo)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, testStream, DurableName(DefaultDurablePrefix, r.URL)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) || !strings.Contains(err.Error(), "consumer stopped") {
+			t.Errorf("Run = %v, want the consumer stopped, not found", err)
 		}
 	case <-time.After(waitFor):
 		t.Fatal("Run goes on without its consumer")
