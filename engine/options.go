@@ -18,8 +18,11 @@ const (
 	// DefaultMaxRetainedBytes is the default of --max-retained-bytes: 1 GiB.
 	DefaultMaxRetainedBytes = 1 << 30
 	// DefaultPackAfter is how long a call keeps a copy for its outputs before it is
-	// packed (WithPackAfter).
-	DefaultPackAfter = 200 * time.Millisecond
+	// packed (WithPackAfter): longer than a stream of events that replaces its copies
+	// at once takes between two (nothing to pack), shorter than a reply takes (an LLM
+	// answers in 0.5-2.5 s, so the copy of a turn waiting for one is packed whichever
+	// the delay: a shorter one only holds the received bytes for less time).
+	DefaultPackAfter = 50 * time.Millisecond
 	// DefaultInflightBytes bounds the bytes of the messages in the engine's pipeline:
 	// past it, the source waits and the input backs up in NATS.
 	DefaultInflightBytes = 64 << 20

@@ -329,6 +329,7 @@ func startSidecar(o *sidecarOptions, clk clock.Clock, log *zap.Logger) (sc *side
 		limits.MaxBytes = payload
 	}
 	setMemoryLimit(o, log)
+	setGCPercent(log)
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.conn.ConnectTimeout+30*time.Second)
 	defer cancel()
