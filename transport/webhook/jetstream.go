@@ -42,7 +42,8 @@ type JetStreamOptions struct {
 	MaxAckPending int
 	// Heartbeat is how often the server says a waiting pull request is alive (default
 	// DefaultHeartbeat). Two missed make the deliverer ask whether its consumer still
-	// exists: one deleted before a pull request reached it answers nothing, ever.
+	// exists (twice, a heartbeat apart): one deleted before a pull request reached it
+	// answers nothing, ever.
 	Heartbeat time.Duration
 }
 
@@ -225,13 +226,25 @@ func (ep *jsEndpoint) work(ctx context.Context, it jetstream.MessagesContext, he
 	}
 }
 
-// gone says whether the server answers that the consumer does not exist; a question
+// gone says whether the server answers twice, wait apart, that the consumer does not
+// exist (once could be a cluster's meta layer catching up after a restart); a question
 // not answered within wait (the server or the connection is down) is not an answer.
 func (ep *jsEndpoint) gone(ctx context.Context, wait time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	_, err := ep.consumer.Info(ctx)
-	return errors.Is(err, jetstream.ErrConsumerNotFound)
+	notFound := func() bool {
+		ctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		_, err := ep.consumer.Info(ctx)
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	}
+	if !notFound() {
+		return false
+	}
+	select { // the server's time, as the heartbeats are
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return false
+	}
+	return notFound()
 }
 
 // deliver makes one attempt at an output and settles it with the server.

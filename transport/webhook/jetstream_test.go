@@ -390,3 +390,46 @@ func TestJetStreamConsumerDeletedBeforeRun(t *testing.T) {
 		t.Fatal("Run goes on without its consumer")
 	}
 }
+
+// gone needs the server to say twice, a heartbeat apart, that the consumer does not
+// exist: a consumer back by the second question (a cluster's meta layer catching up) is
+// not given up.
+func TestJetStreamConsumerGoneAsksTwice(t *testing.T) {
+	_, js := hangStream(t)
+	r := newReceiver(t, nil)
+	o, jo := jsOptions(r.URL)
+	d := newJS(t, js, o, jo)
+	ep := d.eps[0]
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if ep.gone(ctx, 500*time.Millisecond) {
+		t.Fatal("gone while the consumer exists")
+	}
+	name := DurableName(DefaultDurablePrefix, r.URL)
+	cfg, err := ep.consumer.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, testStream, name); err != nil {
+		t.Fatal(err)
+	}
+	// Back half a second after the deletion, before the second question at 2 s.
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_, err := js.CreateOrUpdateConsumer(ctx, testStream, cfg.Config)
+		back <- err
+	}()
+	if ep.gone(ctx, 2*time.Second) {
+		t.Error("gone although the consumer was back before the second question")
+	}
+	if err := <-back; err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, testStream, name); err != nil {
+		t.Fatal(err)
+	}
+	if !ep.gone(ctx, 500*time.Millisecond) {
+		t.Error("not gone after the deletion")
+	}
+}
