@@ -134,7 +134,19 @@ func TestReadyzWhenDeliveryStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if err := b.js.DeleteConsumer(ctx, transport.DefaultHangStream, webhook.DurableName(webhook.DefaultDurablePrefix, recv.URL)); err != nil {
+	durable := webhook.DurableName(webhook.DefaultDurablePrefix, recv.URL)
+	// Deleted under a waiting pull request, as an operator would: the server says so at
+	// once. (One deleted before the first request reached it is found after missed
+	// heartbeats: TestJetStreamConsumerDeletedBeforeRun in transport/webhook.)
+	h.until(func() bool {
+		c, err := b.js.Consumer(ctx, transport.DefaultHangStream, durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumWaiting > 0
+	}, "the delivery's pull request")
+	if err := b.js.DeleteConsumer(ctx, transport.DefaultHangStream, durable); err != nil {
 		t.Fatal(err)
 	}
 	h.until(func() bool { code, _ := h.get("/readyz"); return code == http.StatusServiceUnavailable }, "/readyz 503")
