@@ -34,22 +34,53 @@ type Call struct {
 	speech     int64
 	open       *stretch // the unanswered or hung stretch; nil while idle
 	orderCount int32
-	orderOwn   bool // orderTime is the own time of the tail, not message.timestamp
-	seen       bool // a snapshot of the call was applied
 	ended      bool
-	// spoke says a speech-update of the call was applied (Vapi): a reply may then have
-	// come as speech, in a message a stream keeping few per subject has replaced since.
-	spoke bool
+	flags      uint8  // flagOwn, flagSeen, flagSpoke
+	orderKeys  uint16 // the messages of the latest snapshot applied, as a filter (keyBits)
 }
+
+// The flags of a Call.
+const (
+	// flagOwn says orderTime is the own time of the tail, not message.timestamp.
+	flagOwn uint8 = 1 << iota
+	// flagSeen says a snapshot of the call was applied.
+	flagSeen
+	// flagSpoke says a speech-update of the call was applied (Vapi): a reply may then
+	// have come as speech, in a message a stream keeping few per subject has replaced
+	// since.
+	flagSpoke
+)
 
 // order returns the order of the latest snapshot applied.
 func (c *Call) order() order {
-	return order{time: c.orderTime, own: c.orderOwn, tail: c.orderTail, count: c.orderCount, seen: c.seen}
+	return order{time: c.orderTime, own: c.flags&flagOwn != 0, tail: c.orderTail, count: c.orderCount,
+		keys: c.orderKeys, seen: c.flags&flagSeen != 0}
 }
 
 // setOrder makes o the order of the latest snapshot applied.
 func (c *Call) setOrder(o order) {
-	c.orderTime, c.orderOwn, c.orderTail, c.orderCount, c.seen = o.time, o.own, o.tail, o.count, o.seen
+	c.orderTime, c.orderTail, c.orderCount, c.orderKeys = o.time, o.tail, o.count, o.keys
+	c.flags &^= flagOwn | flagSeen
+	if o.own {
+		c.flags |= flagOwn
+	}
+	if o.seen {
+		c.flags |= flagSeen
+	}
+}
+
+// keyBits returns the two bits of a message key in the 16-bit filter of a snapshot's
+// messages (order.keys): a filter that lacks either bit of a key lacks the message.
+func keyBits(key uint64) uint16 {
+	h := key * 0x9E3779B97F4A7C15 // keys are hashes, but of ids that differ by a digit
+	return 1<<(h>>60) | 1<<(h>>56&15)
+}
+
+// mayHold reports whether a snapshot whose filter is keys may hold the message key:
+// false is certain, true may be wrong (a filter of many messages holds most bits).
+func mayHold(keys uint16, key uint64) bool {
+	b := keyBits(key)
+	return keys&b == b
 }
 
 // order is the place of a snapshot among those of its call (SPEC §2).
@@ -60,6 +91,7 @@ type order struct {
 	own   bool
 	tail  uint64 // key of its last message that detection reads
 	count int32  // its length
+	keys  uint16 // the keys of its messages, as a filter (keyBits)
 	seen  bool
 }
 
@@ -209,7 +241,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 		if ev.Stored && at <= ev.Received || at <= now {
 			answers, inTime := c.answersBy(cfg, ev, at)
 			history := ev.HasHistory && ev.Count > 0
-			proves := !ev.Held || ev.Ends() && (history && !c.repliedIn(ev.Messages) || !history && !c.spoke)
+			proves := !ev.Held || ev.Ends() && (history && !c.repliedIn(ev.Messages) || !history && c.flags&flagSpoke == 0)
 			if answers && !inTime || !answers && (ev.Stored && at <= ev.Received && proves || c.movedOn(ev)) {
 				hang := c.Tick(cfg, at, now)
 				step := c.apply(cfg, ev, now)
@@ -223,7 +255,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 
 func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	c.last = max(c.last, ev.Received)
-	followed := c.seen // a snapshot of the call was applied before this event
+	followed := c.flags&flagSeen != 0 // a snapshot of the call was applied before this event
 	switch {
 	case c.ended:
 		return Step{Wake: c.wake(cfg), Ignored: true}
@@ -232,7 +264,7 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	case ev.Type == TypeOutput:
 		return Step{Wake: c.wake(cfg), Ignored: true}
 	case ev.Type == TypeSpeechUpdate:
-		c.spoke = true
+		c.flags |= flagSpoke
 		return c.speak(cfg, ev, now)
 	case !ev.IsSnapshot():
 		kept := c.latest(ev)
@@ -248,7 +280,8 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 // message the applied one did not end with and holds that one before its end, else,
 // when both ends carry their own times, when its end is the later message (a sliding
 // window that moved past the applied one's end, after a snapshot lost or with several
-// messages at once), else when it is longer. The same snapshot again is newer:
+// messages at once), else when it ends with a message the applied one lacks (the same
+// without own times), else when it is longer. The same snapshot again is newer:
 // applying it changes nothing.
 func (c *Call) newer(ev *Event) bool {
 	next, newer := c.placed(ev)
@@ -267,6 +300,9 @@ func (c *Call) placed(ev *Event) (order, bool) {
 		tail, tailTime = ev.Messages[n-1].Key, ev.Messages[n-1].Time
 	}
 	next := order{time: ev.Time, tail: tail, count: ev.Count, seen: true}
+	for i := range ev.Messages {
+		next.keys |= keyBits(ev.Messages[i].Key)
+	}
 	if ev.Time == 0 && tailTime != 0 {
 		next.time, next.own = tailTime, true
 	}
@@ -282,6 +318,10 @@ func (c *Call) placed(ev *Event) (order, bool) {
 		return next, true
 	case o.own && o.time != 0 && tailTime != 0 && o.time != tailTime:
 		return next, tailTime > o.time
+	case tail != 0 && o.keys != 0 && !mayHold(o.keys, tail):
+		// It ends with a message the applied one lacks: a sliding window that moved past
+		// the applied one's end (a snapshot lost, swapped with it, or a window of one).
+		return next, true
 	}
 	return next, ev.Count > o.count
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -1456,4 +1457,12 @@ func TestCallTurnWhileEvidenceLags(t *testing.T) {
 			},
 		},
 	})
+}
+
+// TestCallSize pins the 64 bytes of a Call: an engine shard holds a million, and the
+// heap per idle call (bench-quick, goal 200 B) counts every word.
+func TestCallSize(t *testing.T) {
+	if n := unsafe.Sizeof(Call{}); n != 64 {
+		t.Errorf("a Call takes %d bytes, want 64", n)
+	}
 }

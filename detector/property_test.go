@@ -96,6 +96,9 @@ func perturb(rng *rand.Rand, c *gcall) ([]delivery, string) {
 				continue
 			}
 			m := k + 1 + rng.IntN(len(d)-k-1) // after d[m], before d[m+1]
+			if !c.timed && !olderBySPEC(d[k].msgs, d[m].msgs) {
+				continue
+			}
 			dup := d[k]
 			dup.at = d[m].at
 			if m+1 < len(d) {
@@ -108,6 +111,35 @@ func perturb(rng *rand.Rand, c *gcall) ([]delivery, string) {
 		return perturb(rng, c)
 	}
 	return d, strings.Join(how, "+")
+}
+
+// olderBySPEC reports whether SPEC §2 orders a snapshot without a timestamp, msgs, older
+// than the one before it, prev: it ends with a message prev holds, or its last message's
+// own time is not after prev's. One that ends with a message prev lacks is newer by the
+// rule (a sliding window moved past prev's end, after a snapshot lost or swapped): a
+// stale copy of a window older than prev shows nothing that says it is older, so such a
+// copy is not a delivery whose verdicts can be those of the in-order one.
+func olderBySPEC(msgs, prev []msg) bool {
+	last, ok := lastRead(msgs)
+	if !ok {
+		return true
+	}
+	key := keyOf(last, roleOf(last))
+	if slices.ContainsFunc(prev, func(m msg) bool { return roleOf(m) != 0 && keyOf(m, roleOf(m)) == key }) {
+		return true
+	}
+	p, ok := lastRead(prev)
+	return ok && last.ts != noTS && p.ts != noTS && last.ts <= p.ts
+}
+
+// lastRead returns the last message of msgs that detection reads.
+func lastRead(msgs []msg) (msg, bool) {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if roleOf(msgs[i]) != 0 {
+			return msgs[i], true
+		}
+	}
+	return msg{}, false
 }
 
 // rewrite edits, in later snapshots, the text of messages that earlier snapshots of the

@@ -173,3 +173,87 @@ func TestWindowMovedPastAppliedEnd(t *testing.T) {
 		},
 	})
 }
+
+// TestWindowWithoutAnyTimestamp: without message.timestamp and without the messages' own
+// times, a snapshot that ends with a message the applied one lacks is newer (SPEC §2):
+// a window of one message, a window after a lost snapshot, two windows swapped in
+// transit; one that ends with a message the applied one holds is older. Before, such a
+// window was ignored unless it was longer or held the applied one's last message: the
+// call stayed on the old snapshot, a reply was missed (a false hang) and so was every
+// later turn.
+func TestWindowWithoutAnyTimestamp(t *testing.T) {
+	u1, r1, u2 := hello("user-1", noTS), reply("r1", noTS), hello("user-2", noTS)
+	r2, u3 := reply("r2", noTS), hello("user-3", noTS)
+	runCallTests(t, []callTest{
+		{
+			name: "a window of one message",
+			give: []op{
+				conv(1000, u1).sent(noTS),
+				conv(2000, r1).sent(noTS),
+				conv(3000, u2).sent(noTS),
+				tick(8000),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
+				deadline: 8000, snapshot: "e2", latest: "e2"}},
+		},
+		{
+			name: "a window of two after a lost one",
+			give: []op{
+				conv(1000, u1).sent(noTS),
+				conv(2000, u1, r1).sent(noTS),
+				// lost: conv(3000, r1, u2)
+				conv(4000, u2, r2).sent(noTS),
+				conv(5000, r2, u3).sent(noTS),
+				tick(10_000),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-3", at: 10_000, wait: 5000, threshold: 5000,
+				deadline: 10_000, snapshot: "e3", latest: "e3"}},
+		},
+		{
+			name: "two windows swapped in transit",
+			give: []op{
+				conv(1000, u1).sent(noTS),
+				conv(2000, u1, r1).sent(noTS),
+				conv(3500, u2, r2).sent(noTS),
+				conv(3600, r1, u2).sent(noTS), // late: it ends with user-2, which the applied one holds
+				conv(5000, r2, u3).sent(noTS),
+				tick(10_000),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-3", at: 10_000, wait: 5000, threshold: 5000,
+				deadline: 10_000, snapshot: "e4", latest: "e4"}},
+		},
+		{
+			name: "a late window that ends with a message the applied one holds is older",
+			give: []op{
+				conv(1000, u1).sent(noTS),
+				conv(2000, u1, r1).sent(noTS),
+				conv(3000, r1, u2).sent(noTS),
+				conv(3100, u1, r1).sent(noTS), // late: ignored
+				tick(8000),
+			},
+			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
+				deadline: 8000, snapshot: "e2", latest: "e2"}},
+		},
+	})
+}
+
+// TestWindowMixedTimestampsAfterLoss: the snapshots applied carried message.timestamp,
+// the next one does not and the one between them was lost; its last message is one the
+// applied one lacks, so it is newer (SPEC §2), whatever the times it cannot be compared
+// by.
+func TestWindowMixedTimestampsAfterLoss(t *testing.T) {
+	u1, r1 := hello("user-1", 100), reply("r1", 1000)
+	u2, u3 := hello("user-2", 2000), hello("user-3", 3000)
+	runCallTests(t, []callTest{{
+		name: "window of two, message.timestamp until the loss",
+		give: []op{
+			conv(100, u1),
+			conv(1000, u1, r1),
+			// lost: conv(2000, r1, u2).sent(noTS)
+			conv(3000, u2, u3).sent(noTS),
+			tick(8000),
+		},
+		want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
+			deadline: 8000, snapshot: "e2", latest: "e2"}},
+	}})
+}
