@@ -10,6 +10,7 @@
 package detector
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ type Call struct {
 	open       *stretch // the unanswered or hung stretch; nil while idle
 	orderCount int32
 	ended      bool
-	flags      uint8  // flagOwn, flagSeen, flagSpoke
+	flags      uint8  // flagOwn, flagSeen, flagSpoke, flagEvent
 	orderKeys  uint16 // the messages of the latest snapshot applied, as a filter (keyBits)
 }
 
@@ -49,6 +50,8 @@ const (
 	// have come as speech, in a message a stream keeping few per subject has replaced
 	// since.
 	flagSpoke
+	// flagEvent says an event of the call was applied: it was watched since then.
+	flagEvent
 )
 
 // order returns the order of the latest snapshot applied.
@@ -254,8 +257,18 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 }
 
 func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
+	// Since when the call is known to have been watched, before this event: always, when
+	// a snapshot of it was applied (watchAll); since the latest event, when only other
+	// events were (a status-update); never (watchNone) for its first event.
+	watched := int64(watchNone)
+	switch {
+	case c.flags&flagSeen != 0:
+		watched = watchAll
+	case c.flags&flagEvent != 0:
+		watched = c.last
+	}
 	c.last = max(c.last, ev.Received)
-	followed := c.flags&flagSeen != 0 // a snapshot of the call was applied before this event
+	c.flags |= flagEvent
 	switch {
 	case c.ended:
 		return Step{Wake: c.wake(cfg), Ignored: true}
@@ -272,8 +285,15 @@ func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	case !c.newer(ev):
 		return Step{Wake: c.wake(cfg), Ignored: true}
 	}
-	return c.snapshot(cfg, ev, now, followed)
+	return c.snapshot(cfg, ev, now, watched)
 }
+
+// The watched of apply and snapshot that are not a time: a call watched since before its
+// past, and one never watched before.
+const (
+	watchAll  = math.MinInt64
+	watchNone = math.MaxInt64
+)
 
 // newer reports whether a snapshot is newer than the one applied, and if so takes its
 // place (SPEC §2): by message.timestamp; without one (or on a tie), when it ends with a
@@ -433,7 +453,7 @@ func (c *Call) latest(ev *Event) bool {
 }
 
 // snapshot applies a snapshot newer than the one applied before.
-func (c *Call) snapshot(cfg *Config, ev *Event, now int64, followed bool) Step {
+func (c *Call) snapshot(cfg *Config, ev *Event, now int64, watched int64) Step {
 	msgs := ev.Messages
 	// Every user turn up to f is answered already, whatever this history says.
 	f := c.answeredIn(msgs)
@@ -496,14 +516,19 @@ func (c *Call) snapshot(cfg *Config, ev *Event, now int64, followed bool) Step {
 	// The stretches this history answers beyond the one the call had open: the latest
 	// of them never seen unanswered may have hung, which its timestamps tell. Read
 	// back from a stream, or live when it came after a snapshot of the call (the one
-	// that showed it unanswered was never delivered): not live in the first snapshot
-	// seen of a call, whose past was before hangwatch watched it.
+	// that showed it unanswered was never delivered), or after another event of the
+	// call that came before its deadline (a status-update: the call was watched when it
+	// hung): not live in the first event seen of a call, whose past was before
+	// hangwatch watched it.
 	f = c.answeredIn(msgs)
 	if u := lastRole(msgs, RoleUser, f+1, lastReply); u >= 0 {
-		if (ev.Stored || followed) && !cfg.Disabled {
+		if ev.Stored {
+			watched = watchAll
+		}
+		if watched != watchNone && !cfg.Disabled {
 			first := firstRole(msgs, RoleUser, max(lastRole(msgs, RoleReply, f+1, u), f)+1)
 			r := firstRole(msgs, RoleReply, u+1)
-			step.Outputs = append(step.Outputs, c.revealed(cfg, ev, msgs, first, u, r, now)...)
+			step.Outputs = append(step.Outputs, c.revealed(cfg, ev, msgs, first, u, r, now, watched)...)
 		}
 		c.answered = turnRef{msgs[u].Key, msgs[u].Time}
 		f = u
@@ -648,7 +673,7 @@ func waitBetween(first *mark, t, anchor int64) time.Duration {
 // revealed returns the hang and hang-resolved of a stretch first seen answered,
 // msgs[first..last] answered by msgs[r], when its timestamps show it hung. The hang names
 // the turn in force at its deadline, the resolved the last turn before the reply.
-func (c *Call) revealed(cfg *Config, ev *Event, msgs []Message, first, last, r int, now int64) []*Output {
+func (c *Call) revealed(cfg *Config, ev *Event, msgs []Message, first, last, r int, now, watched int64) []*Output {
 	if first < 0 || r < 0 {
 		return nil
 	}
@@ -665,6 +690,9 @@ func (c *Call) revealed(cfg *Config, ev *Event, msgs []Message, first, last, r i
 	// Pipeline time to engine time, through the reply's anchor.
 	toEngine := func(t int64) int64 {
 		return Anchor(reply.Time, ev.Received, ev.Wall, cfg.MaxLag) - (reply.Time-t)*int64(time.Millisecond)
+	}
+	if toEngine(at) < watched {
+		return nil // it hung before the call was watched
 	}
 	fm := newMark(ev, &msgs[first], cfg)
 	from, threshold := msgs[turn].Time, cfg.turn(stage)

@@ -123,6 +123,26 @@ func TestNeverDeliveredSnapshotLive(t *testing.T) {
 				tick(30_000),
 			},
 		},
+		{
+			name: "live: a status-update came before the deadline, the snapshot of the turn never",
+			give: []op{
+				status(500, StatusOngoing),
+				conv(8000, u1, reply("r1", 8000)),
+				tick(30_000),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 8000, wait: 7000, threshold: 5000, deadline: 6000, late: true, snapshot: "e1", latest: "e1"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e1", latest: "e1"},
+			},
+		},
+		{
+			name: "live: a status-update came after the deadline: the hang was before hangwatch watched",
+			give: []op{
+				status(6500, StatusOngoing),
+				conv(8000, u1, reply("r1", 8000)),
+				tick(30_000),
+			},
+		},
 	})
 }
 
