@@ -25,6 +25,8 @@ type Call struct {
 	// The order of the latest snapshot applied (see order): a snapshot older than it is
 	// ignored. Its fields are held inline, so that its count and flag share their word
 	// with ended: a call takes 64 bytes rather than 72, and a shard holds a million.
+	// Before the first snapshot, orderTime is the Received of the call's first event:
+	// since when it is watched (see apply).
 	orderTime int64
 	orderTail uint64
 	// answered is the latest user turn seen answered: it and every user turn before it
@@ -34,11 +36,18 @@ type Call struct {
 	// (Vapi's speech-update): a user turn that ended before it was answered.
 	speech     int64
 	open       *stretch // the unanswered or hung stretch; nil while idle
-	orderCount int32
+	orderCount int16    // saturated at maxCount
 	ended      bool
 	flags      uint8  // flagOwn, flagSeen, flagSpoke, flagEvent
-	orderKeys  uint16 // the messages of the latest snapshot applied, as a filter (keyBits)
+	orderKeys  uint32 // the messages of the latest snapshot applied, as a filter (keyBits)
 }
+
+// maxCount is the length of a snapshot as its order keeps it: longer ones count as this
+// long, and lengths are compared as kept.
+const maxCount = math.MaxInt16
+
+// keptCount returns n as an order keeps it.
+func keptCount(n int32) int32 { return min(n, maxCount) }
 
 // The flags of a Call.
 const (
@@ -56,13 +65,13 @@ const (
 
 // order returns the order of the latest snapshot applied.
 func (c *Call) order() order {
-	return order{time: c.orderTime, own: c.flags&flagOwn != 0, tail: c.orderTail, count: c.orderCount,
+	return order{time: c.orderTime, own: c.flags&flagOwn != 0, tail: c.orderTail, count: int32(c.orderCount),
 		keys: c.orderKeys, seen: c.flags&flagSeen != 0}
 }
 
 // setOrder makes o the order of the latest snapshot applied.
 func (c *Call) setOrder(o order) {
-	c.orderTime, c.orderTail, c.orderCount, c.orderKeys = o.time, o.tail, o.count, o.keys
+	c.orderTime, c.orderTail, c.orderCount, c.orderKeys = o.time, o.tail, int16(keptCount(o.count)), o.keys
 	c.flags &^= flagOwn | flagSeen
 	if o.own {
 		c.flags |= flagOwn
@@ -72,16 +81,19 @@ func (c *Call) setOrder(o order) {
 	}
 }
 
-// keyBits returns the two bits of a message key in the 16-bit filter of a snapshot's
-// messages (order.keys): a filter that lacks either bit of a key lacks the message.
-func keyBits(key uint64) uint16 {
+// keyBits returns the four bits of a message key in the 32-bit filter of a snapshot's
+// messages (order.keys), a Bloom filter: one that lacks any bit of a key lacks the
+// message. It may hold a key it lacks: 1 in 250 for a window of two messages, 1 in 100
+// of three, 1 in 20 of five; a filter of many messages holds most bits. (A window of
+// one is told exactly, by its last message: see placed.)
+func keyBits(key uint64) uint32 {
 	h := key * 0x9E3779B97F4A7C15 // keys are hashes, but of ids that differ by a digit
-	return 1<<(h>>60) | 1<<(h>>56&15)
+	return 1<<(h>>59) | 1<<(h>>54&31) | 1<<(h>>49&31) | 1<<(h>>44&31)
 }
 
 // mayHold reports whether a snapshot whose filter is keys may hold the message key:
-// false is certain, true may be wrong (a filter of many messages holds most bits).
-func mayHold(keys uint16, key uint64) bool {
+// false is certain, true may be wrong.
+func mayHold(keys uint32, key uint64) bool {
 	b := keyBits(key)
 	return keys&b == b
 }
@@ -94,7 +106,7 @@ type order struct {
 	own   bool
 	tail  uint64 // key of its last message that detection reads
 	count int32  // its length
-	keys  uint16 // the keys of its messages, as a filter (keyBits)
+	keys  uint32 // the keys of its messages, as a filter (keyBits)
 	seen  bool
 }
 
@@ -258,14 +270,16 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 
 func (c *Call) apply(cfg *Config, ev *Event, now int64) Step {
 	// Since when the call is known to have been watched, before this event: always, when
-	// a snapshot of it was applied (watchAll); since the latest event, when only other
+	// a snapshot of it was applied (watchAll); since its first event, when only other
 	// events were (a status-update); never (watchNone) for its first event.
 	watched := int64(watchNone)
 	switch {
 	case c.flags&flagSeen != 0:
 		watched = watchAll
 	case c.flags&flagEvent != 0:
-		watched = c.last
+		watched = c.orderTime // the first event's Received, until a snapshot is applied
+	default:
+		c.orderTime = ev.Received
 	}
 	c.last = max(c.last, ev.Received)
 	c.flags |= flagEvent
@@ -319,7 +333,7 @@ func (c *Call) placed(ev *Event) (order, bool) {
 	if n > 0 {
 		tail, tailTime = ev.Messages[n-1].Key, ev.Messages[n-1].Time
 	}
-	next := order{time: ev.Time, tail: tail, count: ev.Count, seen: true}
+	next := order{time: ev.Time, tail: tail, count: keptCount(ev.Count), seen: true}
 	for i := range ev.Messages {
 		next.keys |= keyBits(ev.Messages[i].Key)
 	}
@@ -333,17 +347,18 @@ func (c *Call) placed(ev *Event) (order, bool) {
 	case !o.own && o.time != 0 && ev.Time != 0 && o.time != ev.Time:
 		return next, ev.Time > o.time
 	case o.tail == tail:
-		return next, ev.Count >= o.count
+		return next, next.count >= o.count
 	case o.tail != 0 && tail != 0 && holds(ev.Messages[:n-1], o.tail):
 		return next, true
 	case o.own && o.time != 0 && tailTime != 0 && o.time != tailTime:
 		return next, tailTime > o.time
-	case tail != 0 && o.keys != 0 && !mayHold(o.keys, tail):
-		// It ends with a message the applied one lacks: a sliding window that moved past
-		// the applied one's end (a snapshot lost, swapped with it, or a window of one).
+	case tail != 0 && (o.count <= 1 || !mayHold(o.keys, tail)):
+		// It ends with a message the applied one lacks (which, of one message or none,
+		// holds none but its last): a sliding window that moved past the applied one's
+		// end (a snapshot lost, swapped with it, or a window of one).
 		return next, true
 	}
-	return next, ev.Count > o.count
+	return next, next.count > o.count
 }
 
 // answersBy reports whether ev answers the open stretch, whose deadline is at: a newer

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -133,6 +134,20 @@ func TestNeverDeliveredSnapshotLive(t *testing.T) {
 			want: []out{
 				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 8000, wait: 7000, threshold: 5000, deadline: 6000, late: true, snapshot: "e1", latest: "e1"},
 				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e1", latest: "e1"},
+			},
+		},
+		{
+			name: "live: watched since the first status-update, whatever came after the deadline",
+			give: []op{
+				status(500, StatusOngoing),
+				status(7000, StatusOngoing),
+				typed(7900, TypeOther),
+				conv(8000, u1, reply("r1", 8000)),
+				tick(30_000),
+			},
+			want: []out{
+				{kind: hang, reason: turnTO, user: "user-1", first: "user-1", at: 8000, wait: 7000, threshold: 5000, deadline: 6000, late: true, snapshot: "e3", latest: "e3"},
+				{kind: res, reason: turnTO, user: "user-1", first: "user-1", reply: "r1", at: 8000, wait: 7000, snapshot: "e3", latest: "e3"},
 			},
 		},
 		{
@@ -276,4 +291,78 @@ func TestWindowMixedTimestampsAfterLoss(t *testing.T) {
 		want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
 			deadline: 8000, snapshot: "e2", latest: "e2"}},
 	}})
+}
+
+// TestWindowOfOneAfterUnreadFirst: a window of one message whose first snapshot holds
+// nothing detection reads (the system prompt, an empty greeting): every later window
+// ends with a message it lacks, and is newer (SPEC §2). Before, the call stayed on that
+// first snapshot, and every hang of the call was missed.
+func TestWindowOfOneAfterUnreadFirst(t *testing.T) {
+	want := []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
+		deadline: 8000, snapshot: "e4", latest: "e4"}}
+	runCallTests(t, []callTest{
+		{
+			name: "no timestamps, the first window the system prompt",
+			give: []op{
+				conv(0, other("sys", "system", noTS)).sent(noTS),
+				conv(100, greeting("w", noTS)).sent(noTS),
+				conv(1000, hello("user-1", noTS)).sent(noTS),
+				conv(2000, reply("r1", noTS)).sent(noTS),
+				conv(3000, hello("user-2", noTS)).sent(noTS),
+				tick(8000),
+			},
+			want: want,
+		},
+		{
+			name: "own timestamps, no message.timestamp, the first window the system prompt",
+			give: []op{
+				conv(0, other("sys", "system", 0)).sent(noTS),
+				conv(100, greeting("w", 100)).sent(noTS),
+				conv(1000, hello("user-1", 1000)).sent(noTS),
+				conv(2000, reply("r1", 2000)).sent(noTS),
+				conv(3000, hello("user-2", 3000)).sent(noTS),
+				tick(8000),
+			},
+			want: want,
+		},
+		{
+			name: "no timestamps, the greeting first empty, then filled in place",
+			give: []op{
+				conv(0, silent("w", noTS)).sent(noTS),
+				conv(100, a("w", "Hi, how can I help?", noTS)).sent(noTS),
+				conv(1000, hello("user-1", noTS)).sent(noTS),
+				conv(2000, reply("r1", noTS)).sent(noTS),
+				conv(3000, hello("user-2", noTS)).sent(noTS),
+				tick(8000),
+			},
+			want: want,
+		},
+	})
+}
+
+// TestWindowOfOneExact: a window of one message without timestamps is told from the next
+// exactly, whatever the ids (the filter of the applied snapshot's messages may hold a
+// key it lacks; one of a single message is not asked): a reply a second after each turn
+// never gives a hang. The ids are those a review found colliding in a 16-bit filter,
+// then a thousand more.
+func TestWindowOfOneExact(t *testing.T) {
+	ids := []string{"user-1-WcIrvV6mE7-1772702495642", "user-1-reply"}
+	for i := range 1000 {
+		ids = append(ids, fmt.Sprintf("user-1-WcIrvV6mE7-%d", 1772702495000+i))
+	}
+	for _, id := range ids {
+		var c Call
+		cfg := DefaultConfig()
+		for _, o := range []op{
+			conv(1000, hello("user-1", noTS)).sent(noTS),
+			conv(2000, reply(id, noTS)).sent(noTS),
+		} {
+			if st := c.Apply(&cfg, o.ev, eng(o.at)); len(st.Outputs) > 0 {
+				t.Fatalf("reply %q: outputs on apply", id)
+			}
+		}
+		if st := c.Tick(&cfg, eng(20_000), eng(20_000)); len(st.Outputs) > 0 {
+			t.Fatalf("reply %q: a %v although the reply came a second after the turn", id, st.Outputs[0].Kind)
+		}
+	}
 }
