@@ -121,8 +121,11 @@ func Serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.gcPercent != 0 {
+	switch {
+	case o.gcPercent != 0:
 		debug.SetGCPercent(o.gcPercent)
+	case o.role == SubjectEngine:
+		debug.SetGCPercent(engine.DefaultGCPercent) // as hangwatch run sets it
 	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -221,7 +224,7 @@ func parseServe(args []string) (serveOptions, error) {
 	fs.Int64Var(&o.inflight, "max-inflight-bytes", 0, "engine in-flight bytes; 0: its default")
 	fs.DurationVar(&o.probeEvery, "probe-every", 0, "source: prove progress unasked this often; 0: its default")
 	fs.DurationVar(&o.packAfter, "pack-after", 0, "engine: pack a kept copy after this; 0: its default; negative: never")
-	fs.IntVar(&o.gcPercent, "gc-percent", 0, "GOGC of the subject; 0: the runtime's")
+	fs.IntVar(&o.gcPercent, "gc-percent", 0, "GOGC of the subject; 0: hangwatch run's for the engine, the runtime's for the others")
 	fs.BoolVar(&o.runtimeTimers, "runtime-timers", false, "engine: the runtime's timers rather than clock.Real's")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("serve: %w", err)

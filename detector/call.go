@@ -320,6 +320,9 @@ const (
 func (c *Call) newer(ev *Event) bool {
 	next, newer := c.placed(ev)
 	if newer {
+		for i := range ev.Messages { // placed has no use for them: only the applied one's
+			next.keys |= keyBits(ev.Messages[i].Key)
+		}
 		c.setOrder(next)
 	}
 	return newer
@@ -334,9 +337,6 @@ func (c *Call) placed(ev *Event) (order, bool) {
 		tail, tailTime = ev.Messages[n-1].Key, ev.Messages[n-1].Time
 	}
 	next := order{time: ev.Time, tail: tail, count: keptCount(ev.Count), seen: true}
-	for i := range ev.Messages {
-		next.keys |= keyBits(ev.Messages[i].Key)
-	}
 	if ev.Time == 0 && tailTime != 0 {
 		next.time, next.own = tailTime, true
 	}

@@ -40,24 +40,15 @@ func setMemoryLimit(o *sidecarOptions, log *zap.Logger) {
 	log.Info("memory limit set", zap.Int64("bytes", limit), zap.String("from", source))
 }
 
-// defaultGCPercent is the collector's GOGC unless the environment sets one. hangwatch's
-// live heap is small beside what passes through it: each event's bytes are garbage once
-// applied, so at Go's default of 100 the collector runs two to three times a second
-// under load (the stress load: 66 MB/s of events over a 31-51 MB live heap), and each
-// collection's pauses and assists hold up the proofs and hangs on their way. 200
-// collects half as often, for up to a third more heap; the memory limit set from the
-// budgets still caps it (setMemoryLimit), and the collector works harder near it.
-const defaultGCPercent = 200
-
-// setGCPercent sets the collector's GOGC to defaultGCPercent, unless GOGC is in the
-// environment.
+// setGCPercent sets the collector's GOGC to engine.DefaultGCPercent, unless GOGC is in
+// the environment.
 func setGCPercent(log *zap.Logger) {
 	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
 		log.Info("GC percent from GOGC", zap.String("gogc", v))
 		return
 	}
-	debug.SetGCPercent(defaultGCPercent)
-	log.Info("GC percent set", zap.Int("gogc", defaultGCPercent))
+	debug.SetGCPercent(engine.DefaultGCPercent)
+	log.Info("GC percent set", zap.Int("gogc", engine.DefaultGCPercent))
 }
 
 // memoryReturner returns memory to the system after a burst: when the bytes calls

@@ -5,9 +5,11 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/hangwatch/hangwatch/engine"
 )
 
-// TestGCPercent pins the collector's setting: defaultGCPercent unless GOGC is in the
+// TestGCPercent pins the collector's setting: engine.DefaultGCPercent unless GOGC is in the
 // environment, which wins.
 func TestGCPercent(t *testing.T) {
 	orig := debug.SetGCPercent(100)
@@ -15,8 +17,8 @@ func TestGCPercent(t *testing.T) {
 
 	t.Setenv("GOGC", "")
 	setGCPercent(zap.NewNop())
-	if got := debug.SetGCPercent(100); got != defaultGCPercent {
-		t.Errorf("without GOGC: GC percent %d, want %d", got, defaultGCPercent)
+	if got := debug.SetGCPercent(100); got != engine.DefaultGCPercent {
+		t.Errorf("without GOGC: GC percent %d, want %d", got, engine.DefaultGCPercent)
 	}
 
 	t.Setenv("GOGC", "150")
