@@ -252,6 +252,15 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 		// restart, past its deadline, gets its hang late and its hang-unresolved (SPEC
 		// §6). Speech is a second way for a reply to come, which a later speech-update of
 		// the call replaces in the stream: then only the end's history tells.
+		stage := o.stage
+		if st, ok := c.stageBeforeReply(ev); ok && st != stage {
+			// The snapshot holds the tool's result before the reply (the one with the
+			// result alone was lost, or came at the same instant): the result moved the
+			// deadline back, maybe into the past, before the reply came.
+			if back, _ := Deadline(o.first.anchor, o.last.anchor, &o.th, st); back <= now {
+				o.stage = st
+			}
+		}
 		at, _ := Deadline(o.first.anchor, o.last.anchor, &o.th, o.stage)
 		if ev.Stored && at <= ev.Received || at <= now {
 			answers, inTime := c.answersBy(cfg, ev, at)
@@ -264,6 +273,7 @@ func (c *Call) Apply(cfg *Config, ev *Event, now int64) Step {
 				return step
 			}
 		}
+		o.stage = stage
 	}
 	return c.apply(cfg, ev, now)
 }
@@ -841,6 +851,25 @@ func (c *Call) replyTo(o *stretch, msgs []Message) (start, r int) {
 		r = firstRole(msgs, RoleReply, r+1)
 	}
 	return start, r
+}
+
+// stageBeforeReply returns the stage of the open stretch that a newer snapshot shows
+// just before its reply to it, when it holds the stretch's first turn and a reply: the
+// stage its deadline had when the reply came.
+func (c *Call) stageBeforeReply(ev *Event) (Stage, bool) {
+	o := c.open
+	if o.stage != StageAwaitingTool || !ev.IsSnapshot() {
+		return 0, false
+	}
+	msgs := ev.Messages
+	start, r := c.replyTo(o, msgs)
+	if start < 0 || r < 0 || r <= start || msgs[start].Key != o.first.key {
+		return 0, false
+	}
+	if _, newer := c.placed(ev); !newer {
+		return 0, false
+	}
+	return stageOf(ev, msgs[start+1:r]), true
 }
 
 // repliedIn reports whether msgs holds a reply to the open stretch.

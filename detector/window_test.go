@@ -366,3 +366,32 @@ func TestWindowOfOneExact(t *testing.T) {
 		}
 	}
 }
+
+// TestResultAndReplyInOneSnapshot: the snapshot with the tool's result alone is lost (or
+// one with the reply comes at the same instant); the next holds the result and then the
+// reply, both past the turn timeout and before the tool timeout. The result moved the
+// deadline back to the turn timeout, past already (SPEC §2: "then it fires at once"),
+// before the reply came: the hang, after-tool, then its hang-resolved, as in order.
+// Before, the deadline was read at the tool timeout, and the reply looked in time.
+func TestResultAndReplyInOneSnapshot(t *testing.T) {
+	u1 := hello("user-1", 1000)
+	tc, tr := toolCalls("tc", 1500, "call-1"), toolResult("tr", 8000, "call-1")
+	long := conf(5*time.Second, 30*time.Second, 20*time.Second)
+	runCallTests(t, []callTest{{
+		name: "result and reply in one snapshot",
+		cfg:  &long,
+		give: []op{
+			conv(1000, u1),
+			conv(1500, u1, tc),
+			// lost: conv(8000, u1, tc, tr)
+			conv(8200, u1, tc, tr, reply("r1", 8200)),
+			tick(40_000),
+		},
+		want: []out{
+			{kind: hang, reason: turnTO, stage: afterTool, user: "user-1", first: "user-1", at: 8200, wait: 7200,
+				threshold: 5000, deadline: 6000, snapshot: "e1", latest: "e1"},
+			{kind: res, reason: turnTO, stage: afterTool, user: "user-1", first: "user-1", reply: "r1", at: 8200, wait: 7200,
+				snapshot: "e2", latest: "e2"},
+		},
+	}})
+}
