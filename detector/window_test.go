@@ -180,8 +180,7 @@ func TestWindowMovedPastAppliedEnd(t *testing.T) {
 				conv(3500, u2, u3).sent(noTS),
 				tick(8500),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 8500, wait: 5000, threshold: 5000,
-				deadline: 8500, snapshot: "e2", latest: "e2"}},
+			want: []out{timeoutHang("user-3", "user-2", 8500, "e2")},
 		},
 		{
 			name: "an update that brings two messages at once",
@@ -192,8 +191,7 @@ func TestWindowMovedPastAppliedEnd(t *testing.T) {
 				conv(4000, reply("r2", 3900), hello("user-4", 4000)).sent(noTS),
 				tick(9000),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-4", first: "user-4", at: 9000, wait: 5000, threshold: 5000,
-				deadline: 9000, snapshot: "e3", latest: "e3"}},
+			want: []out{timeoutHang("user-4", "user-4", 9000, "e3")},
 		},
 		{
 			name: "a late window that ends earlier is older",
@@ -203,8 +201,7 @@ func TestWindowMovedPastAppliedEnd(t *testing.T) {
 				conv(2000, u1, r1).sent(noTS), // late: ignored
 				tick(8500),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-1", at: 8500, wait: 5000, threshold: 5000,
-				deadline: 8500, snapshot: "e1", latest: "e1"}},
+			want: []out{timeoutHang("user-3", "user-1", 8500, "e1")},
 		},
 	})
 }
@@ -228,8 +225,7 @@ func TestWindowWithoutAnyTimestamp(t *testing.T) {
 				conv(3000, u2).sent(noTS),
 				tick(8000),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
-				deadline: 8000, snapshot: "e2", latest: "e2"}},
+			want: []out{timeoutHang("user-2", "user-2", 8000, "e2")},
 		},
 		{
 			name: "a window of two after a lost one",
@@ -241,8 +237,7 @@ func TestWindowWithoutAnyTimestamp(t *testing.T) {
 				conv(5000, r2, u3).sent(noTS),
 				tick(10_000),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-3", at: 10_000, wait: 5000, threshold: 5000,
-				deadline: 10_000, snapshot: "e3", latest: "e3"}},
+			want: []out{timeoutHang("user-3", "user-3", 10_000, "e3")},
 		},
 		{
 			name: "two windows swapped in transit",
@@ -254,8 +249,7 @@ func TestWindowWithoutAnyTimestamp(t *testing.T) {
 				conv(5000, r2, u3).sent(noTS),
 				tick(10_000),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-3", at: 10_000, wait: 5000, threshold: 5000,
-				deadline: 10_000, snapshot: "e4", latest: "e4"}},
+			want: []out{timeoutHang("user-3", "user-3", 10_000, "e4")},
 		},
 		{
 			name: "a late window that ends with a message the applied one holds is older",
@@ -266,8 +260,7 @@ func TestWindowWithoutAnyTimestamp(t *testing.T) {
 				conv(3100, u1, r1).sent(noTS), // late: ignored
 				tick(8000),
 			},
-			want: []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
-				deadline: 8000, snapshot: "e2", latest: "e2"}},
+			want: []out{timeoutHang("user-2", "user-2", 8000, "e2")},
 		},
 	})
 }
@@ -288,8 +281,7 @@ func TestWindowMixedTimestampsAfterLoss(t *testing.T) {
 			conv(3000, u2, u3).sent(noTS),
 			tick(8000),
 		},
-		want: []out{{kind: hang, reason: turnTO, user: "user-3", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
-			deadline: 8000, snapshot: "e2", latest: "e2"}},
+		want: []out{timeoutHang("user-3", "user-2", 8000, "e2")},
 	}})
 }
 
@@ -298,8 +290,7 @@ func TestWindowMixedTimestampsAfterLoss(t *testing.T) {
 // ends with a message it lacks, and is newer (SPEC §2). Before, the call stayed on that
 // first snapshot, and every hang of the call was missed.
 func TestWindowOfOneAfterUnreadFirst(t *testing.T) {
-	want := []out{{kind: hang, reason: turnTO, user: "user-2", first: "user-2", at: 8000, wait: 5000, threshold: 5000,
-		deadline: 8000, snapshot: "e4", latest: "e4"}}
+	want := []out{timeoutHang("user-2", "user-2", 8000, "e4")}
 	runCallTests(t, []callTest{
 		{
 			name: "no timestamps, the first window the system prompt",
@@ -394,4 +385,11 @@ func TestResultAndReplyInOneSnapshot(t *testing.T) {
 				snapshot: "e2", latest: "e2"},
 		},
 	}})
+}
+
+// timeoutHang is the hang of a stretch whose latest turn, user, went unanswered for the
+// default turn timeout (5 s) until at, carrying event (its snapshot and latest).
+func timeoutHang(user, first string, at int64, event string) out {
+	return out{kind: hang, reason: turnTO, user: user, first: first, at: at, wait: 5000, threshold: 5000,
+		deadline: at, snapshot: event, latest: event}
 }

@@ -165,6 +165,19 @@ func (h *coreE2E) settle() {
 	}
 }
 
+// pause stops the engine taking its input: it holds the next event (a filler's), and
+// what comes after waits in the subscription.
+func (h *coreE2E) pause() {
+	h.t.Helper()
+	h.rec.hold()
+	h.pub.publish("filler", statusUpdate("filler", "ongoing", ms(0)))
+	select {
+	case <-h.rec.waiting:
+	case <-time.After(waitFor):
+		h.t.Fatal("the engine took no event")
+	}
+}
+
 // advance moves the fake clock by d.
 func (h *coreE2E) advance(d time.Duration) { h.clock.Advance(d) }
 
@@ -186,13 +199,7 @@ func TestE2EPausedEngine(t *testing.T) {
 	}
 
 	// Paused: the engine holds an event, and what comes next waits in the socket.
-	h.rec.hold()
-	h.pub.publish("filler", statusUpdate("filler", "ongoing", ms(0)))
-	select {
-	case <-h.rec.waiting:
-	case <-time.After(waitFor):
-		t.Fatal("the engine took no event")
-	}
+	h.pause()
 	h.advance(2 * time.Second)
 	h.pub.publish("answered", convUpdate("answered", ms(2*time.Second), userTurn("user-1", ms(0)), replyTurn("user-1-r", ms(2*time.Second))))
 	probes := h.eng.Stats().Probes

@@ -301,6 +301,22 @@ func (r *recorder) release() {
 	r.mu.Unlock()
 }
 
+// stopReleased stops a run whose deliveries r holds, lets them through, and returns
+// Run's error once it has returned.
+func (r *recorder) stopReleased(t *testing.T, stop func() error) error {
+	t.Helper()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	r.release()
+	select {
+	case err := <-stopped:
+		return err
+	case <-time.After(waitFor):
+		t.Fatal("Run did not return")
+		return nil
+	}
+}
+
 func (r *recorder) deliver(m engine.Message, k entryKind) {
 	r.mu.Lock()
 	gate := r.gate

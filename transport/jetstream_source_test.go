@@ -595,10 +595,7 @@ func TestJetStreamSourceDrains(t *testing.T) {
 		store(t, js, eventSubject(call, "status-update"), statusUpdate(call, "ongoing", 1))
 	}
 	eventually(t, "all pulled", func() bool { return consumerInfo(t, js, DefaultStream, DefaultDurable).Delivered.Consumer == n })
-	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
-	rec.release()
-	if err := <-stopped; err != nil {
+	if err := rec.stopReleased(t, stop); err != nil {
 		t.Fatalf("Run() = %v", err)
 	}
 	if got := len(messages(rec.all())); got != n {

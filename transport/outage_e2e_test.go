@@ -22,13 +22,7 @@ func TestE2EOutageDuringProofCarriesGap(t *testing.T) {
 	h.settle() // mark at 0 s
 
 	// The engine is behind: it holds an event, the rest waits in the subscription.
-	h.rec.hold()
-	h.pub.publish("filler", statusUpdate("filler", "ongoing", ms(0)))
-	select {
-	case <-h.rec.waiting:
-	case <-time.After(waitFor):
-		t.Fatal("the engine took no event")
-	}
+	h.pause()
 	h.advance(time.Second)
 	probes := h.src.Stats().Probes
 	h.src.Probe() // proof A, begun at 1 s

@@ -488,17 +488,9 @@ func TestSourceDrains(t *testing.T) {
 	}
 	eventually(t, "every event received", func() bool { return conn.NATS().Stats().InMsgs-in >= n })
 	start := rec.len()
-	stopped := make(chan error, 1)
 	cancelAt := time.Now()
-	go func() { stopped <- stop() }()
-	rec.release()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("Run() = %v", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Run did not return")
+	if err := rec.stopReleased(t, stop); err != nil {
+		t.Fatalf("Run() = %v", err)
 	}
 	es := rec.all()[start:]
 	if got := count(es, isMessage); got != n {
@@ -549,16 +541,8 @@ func TestSourceDrainReportsDrops(t *testing.T) {
 	overflow(t, src, rec, pub)
 	start := rec.len()
 	cancelAt := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
-	rec.release()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("Run() = %v", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Run did not return")
+	if err := rec.stopReleased(t, stop); err != nil {
+		t.Fatalf("Run() = %v", err)
 	}
 	es := rec.all()
 	i := indexOf(es, start, isMark)

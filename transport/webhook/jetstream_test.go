@@ -355,13 +355,20 @@ func TestJetStreamConsumerDeleted(t *testing.T) {
 	if err := js.DeleteConsumer(ctx, testStream, DurableName(DefaultDurablePrefix, r.URL)); err != nil {
 		t.Fatal(err)
 	}
+	if err := runEnd(t, done); err == nil || !strings.Contains(err.Error(), "consumer stopped") {
+		t.Errorf("Run = %v, want the consumer stopped", err)
+	}
+}
+
+// runEnd returns the error of a Run that done reports, which must end within waitFor.
+func runEnd(t *testing.T, done <-chan error) error {
+	t.Helper()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "consumer stopped") {
-			t.Errorf("Run = %v, want the consumer stopped", err)
-		}
+		return err
 	case <-time.After(waitFor):
 		t.Fatal("Run goes on without its consumer")
+		return nil
 	}
 }
 
@@ -381,13 +388,8 @@ func TestJetStreamConsumerDeletedBeforeRun(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.Run(context.Background()) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) || !strings.Contains(err.Error(), "consumer stopped") {
-			t.Errorf("Run = %v, want the consumer stopped, not found", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Run goes on without its consumer")
+	if err := runEnd(t, done); !errors.Is(err, jetstream.ErrConsumerNotFound) || !strings.Contains(err.Error(), "consumer stopped") {
+		t.Errorf("Run = %v, want the consumer stopped, not found", err)
 	}
 }
 
